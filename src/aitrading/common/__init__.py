@@ -1,0 +1,1 @@
+"""Shared infrastructure: clock, bus, lifecycle, config, errors, logging, metrics."""

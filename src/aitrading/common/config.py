@@ -1,0 +1,257 @@
+"""The typed root configuration: one object built from env, `.env` and an optional `aitrading.yaml`.
+
+Precedence (highest first): explicit overrides, environment (`AITRADING_` prefix, `__` between levels,
+e.g. `AITRADING_STORAGE__OLTP_URL`), `.env`, the YAML file (`AITRADING_CONFIG` or `./aitrading.yaml`),
+defaults. Every section is a frozen model that forbids unknown keys, so a typo is an error naming the key.
+Production mode refuses to start while any secret is missing or still the development default.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from aitrading.common.errors import ConfigError
+
+__all__ = [
+    "SERVICE_NAMES",
+    "AgentConfig",
+    "BridgeConfig",
+    "BusConfig",
+    "PlatformConfig",
+    "SecurityConfig",
+    "ServicesConfig",
+    "SimulatorConfig",
+    "StorageConfig",
+    "load_config",
+]
+
+ENV_PREFIX = "AITRADING_"
+DEV_SECRET_PREFIX = "dev-insecure-"
+
+SERVICE_NAMES: tuple[str, ...] = (
+    "gateway",
+    "bridge",
+    "engine",
+    "dbservice",
+    "hub",
+    "features",
+    "config",
+    "ml",
+    "decision",
+    "notify",
+)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ServicesConfig(_Section):
+    """Where each service listens."""
+
+    host: str = "127.0.0.1"
+    gateway: int = 8000
+    bridge: int = 8001
+    engine: int = 8007
+    dbservice: int = 8008
+    hub: int = 8010
+    features: int = 8011
+    config: int = 8012
+    ml: int = 8013
+    decision: int = 8014
+    notify: int = 8016
+    enabled: tuple[str, ...] = SERVICE_NAMES
+    ready_timeout_s: float = 30.0
+
+    def port(self, service: str) -> int:
+        """Return the port of `service`."""
+        if service not in SERVICE_NAMES:
+            raise ConfigError(f"unknown service {service!r}; known: {', '.join(SERVICE_NAMES)}")
+        port: int = getattr(self, service)
+        return port
+
+    def url(self, service: str) -> str:
+        """Return the base HTTP URL of `service`."""
+        return f"http://{self.host}:{self.port(service)}"
+
+    @model_validator(mode="after")
+    def _check(self) -> ServicesConfig:
+        unknown = [s for s in self.enabled if s not in SERVICE_NAMES]
+        if unknown:
+            raise ValueError(f"unknown services in 'enabled': {', '.join(unknown)}")
+        ports = [self.port(s) for s in SERVICE_NAMES]
+        dupes = {p for p in ports if ports.count(p) > 1}
+        if dupes:
+            raise ValueError(f"two services share port(s) {sorted(dupes)}")
+        return self
+
+
+class StorageConfig(_Section):
+    """Where state, ticks and cached values live."""
+
+    data_dir: Path = Path("var")
+    oltp_url: str = ""
+    ticks: Literal["chdb", "clickhouse"] = "chdb"
+    clickhouse_url: str = "http://default:@127.0.0.1:8123/default"
+    cache: Literal["memory", "redis"] = "memory"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+
+    def resolved_oltp_url(self) -> str:
+        """Return the OLTP database URL, defaulting to SQLite under `data_dir`."""
+        return self.oltp_url or f"sqlite+aiosqlite:///{self.data_dir / 'aitrading.sqlite'}"
+
+    @property
+    def chdb_path(self) -> Path:
+        return self.data_dir / "chdb"
+
+
+class BusConfig(_Section):
+    """Which bus carries messages between components."""
+
+    kind: Literal["memory", "nats"] = "memory"
+    nats_url: str = "nats://127.0.0.1:4222"
+    stream_prefix: str = ""
+
+
+class SecurityConfig(_Section):
+    """Secrets and security switches. Defaults work in development only."""
+
+    secret_key: SecretStr = SecretStr(DEV_SECRET_PREFIX + "secret-key")
+    service_token_secret: SecretStr = SecretStr(DEV_SECRET_PREFIX + "service-token")
+    dev_device_key: SecretStr = SecretStr(DEV_SECRET_PREFIX + "device-key-0001")
+
+
+class SimulatorConfig(_Section):
+    """The simulated MT5 terminal that `aitrading up` starts."""
+
+    enabled: bool = True
+    feed: str = "SIM"
+    symbols: tuple[str, ...] = ("EURUSD", "GBPUSD", "USDJPY", "XAUUSD")
+    seed: int = 7
+    ticks_per_second: float = 20.0
+
+
+class BridgeConfig(_Section):
+    """The data bridge's agent WebSocket and tick pipeline."""
+
+    max_frame_bytes: int = 1_048_576
+    max_batch_ticks: int = 10_000
+    store_flush_ms: int = 200
+    store_flush_ticks: int = 50_000
+
+
+class AgentConfig(_Section):
+    """The PC agent."""
+
+    bridge_url: str = "ws://127.0.0.1:8001/ws/agent"
+    device_id: str = "dev-device"
+    batch_max: int = 2_000
+    flush_ms: int = 50
+    poll_ms: int = 20
+    buffer_path: Path = Path("var/agent-buffer.sqlite")
+    status_port: int = 9001
+
+
+class PlatformConfig(BaseSettings):
+    """The root configuration of the whole platform."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="forbid",
+        frozen=True,
+    )
+
+    mode: Literal["development", "production", "test"] = "development"
+    log_level: str = "INFO"
+    log_json: bool = True
+    services: ServicesConfig = Field(default_factory=ServicesConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    bus: BusConfig = Field(default_factory=BusConfig)
+    security: SecurityConfig = Field(default_factory=SecurityConfig)
+    simulator: SimulatorConfig = Field(default_factory=SimulatorConfig)
+    bridge: BridgeConfig = Field(default_factory=BridgeConfig)
+    agent: AgentConfig = Field(default_factory=AgentConfig)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        yaml_file = os.environ.get(ENV_PREFIX + "CONFIG", "aitrading.yaml")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, dotenv_settings]
+        if Path(yaml_file).is_file():
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=yaml_file))
+        elif ENV_PREFIX + "CONFIG" in os.environ:
+            raise ConfigError(f"config file {yaml_file} (from {ENV_PREFIX}CONFIG) does not exist")
+        sources.append(file_secret_settings)
+        return tuple(sources)
+
+    @model_validator(mode="after")
+    def _refuse_default_secrets(self) -> PlatformConfig:
+        if self.mode != "production":
+            return self
+        # dev_device_key is provisioned only in development, so it is not a production secret.
+        bad = [
+            f"security.{name}"
+            for name, value in self.security
+            if name != "dev_device_key"
+            and (not value.get_secret_value() or value.get_secret_value().startswith(DEV_SECRET_PREFIX))
+        ]
+        if bad:
+            env = ", ".join(ENV_PREFIX + b.upper().replace(".", "__") for b in bad)
+            raise ValueError(f"production mode needs real secrets; set {', '.join(bad)} ({env})")
+        return self
+
+    def for_service(self) -> dict[str, Any]:
+        """Return the config as plain data with secrets hidden (for `/version` and logs)."""
+        return self.model_dump(mode="json", exclude={"security"})
+
+
+def _unknown_env_keys() -> list[str]:
+    known = {name.upper() for name in PlatformConfig.model_fields} | {"CONFIG"}
+    out = []
+    for key in os.environ:
+        if key.startswith(ENV_PREFIX):
+            head = key[len(ENV_PREFIX) :].split("__", 1)[0]
+            if head not in known:
+                out.append(key)
+    return out
+
+
+def load_config(**overrides: Any) -> PlatformConfig:
+    """Build the root config, turning every validation problem into one `ConfigError` that names the keys."""
+    unknown = _unknown_env_keys()
+    if unknown:
+        raise ConfigError(f"unknown config key(s) in environment: {', '.join(sorted(unknown))}")
+    try:
+        return PlatformConfig(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc)) from None
+
+
+def _explain(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "config"
+        if err["type"] == "extra_forbidden":
+            parts.append(f"unknown config key '{where}'")
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            parts.append(f"{where}: {msg}" if where != "config" else msg)
+    return "; ".join(parts)
