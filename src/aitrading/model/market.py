@@ -45,7 +45,7 @@ _SECONDS = {
 }
 
 
-class Tick(Message, frozen=True, array_like=True):
+class Tick(Message, frozen=True):
     """One quote of one symbol from one feed (broker server).
 
     Prices are raw integers of 1e-9 (see `aitrading.model.values`); `time_msc` is UTC epoch milliseconds as
