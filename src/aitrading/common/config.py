@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 ENV_PREFIX = "AITRADING_"
-DEV_SECRET_PREFIX = "dev-insecure-"
+DEV_SECRET_PREFIX = "dev-insecure-"  # noqa: S105 - the marker of development-only secrets
 
 SERVICE_NAMES: tuple[str, ...] = (
     "gateway",

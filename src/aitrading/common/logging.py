@@ -75,9 +75,7 @@ def configure_logging(level: str = "INFO", *, json: bool = True, service: str | 
 
 
 def _bind_service(service: str) -> structlog.types.Processor:
-    def processor(
-        _logger: object, _name: str, event: structlog.types.EventDict
-    ) -> structlog.types.EventDict:
+    def processor(_logger: object, _name: str, event: structlog.types.EventDict) -> structlog.types.EventDict:
         event.setdefault("service", service)
         return event
 

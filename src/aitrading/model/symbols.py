@@ -38,7 +38,7 @@ class SymbolSpec(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def point_raw(self) -> int:
         """One point as a raw price (1e-9 units)."""
-        return 10 ** (PRICE_DECIMALS - self.digits)
+        return int(10 ** (PRICE_DECIMALS - self.digits))
 
     @property
     def point(self) -> Decimal:

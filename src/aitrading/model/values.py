@@ -26,9 +26,9 @@ __all__ = [
 ]
 
 PRICE_DECIMALS = 9
-PRICE_SCALE = 10**PRICE_DECIMALS
+PRICE_SCALE: int = 1_000_000_000
 VOLUME_DECIMALS = 8
-VOLUME_SCALE = 10**VOLUME_DECIMALS
+VOLUME_SCALE: int = 100_000_000
 _MAX_EXACT_FLOAT_PRICE = 2**53 / PRICE_SCALE  # ~9.0e6: below it a float of ≤9 decimals round-trips exactly
 
 
@@ -62,7 +62,7 @@ def price_raw(value: float | int | str | Decimal) -> int:
 
 def round_price_raw(raw: int, digits: int) -> int:
     """Round a raw price to a symbol's `digits`, half away from zero (MT5's NormalizeDouble)."""
-    step = 10 ** (PRICE_DECIMALS - digits)
+    step = int(10 ** (PRICE_DECIMALS - digits))
     q, r = divmod(abs(raw), step)
     if 2 * r >= step:
         q += 1

@@ -46,7 +46,7 @@ class TickBatchFrame(Message, frozen=True):
 
 
 class BatchAck(Message, frozen=True):
-    """The batch `seq` of `src` is durable; `accepted` ticks stored, `rejected` refused (counted by reason)."""
+    """Batch `seq` of `src` is durable: `accepted` ticks stored, `rejected` refused (counted by reason)."""
 
     src: str
     seq: int

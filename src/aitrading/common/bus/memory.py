@@ -230,7 +230,8 @@ class MemoryBus(Bus):
         if not subs:
             return
         seen_queues: set[str] = set()
-        for sub in subs:
+        for candidate in subs:
+            sub = candidate
             if sub.queue is not None:
                 if sub.queue in seen_queues:
                     continue

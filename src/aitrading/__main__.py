@@ -1,0 +1,5 @@
+"""`python -m aitrading` runs the CLI."""
+
+from aitrading.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Data bridge (port 8001): agent WebSocket, tick validation, fan-out to the bus, durable storage."""

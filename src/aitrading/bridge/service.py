@@ -1,0 +1,73 @@
+"""The data bridge service."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from aitrading.bridge.pipeline import IngestPipeline, LatestCache, TickSink
+from aitrading.bridge.validation import TickValidator, ValidationPolicy
+from aitrading.bridge.ws import AgentEndpoint, DeviceAuth
+from aitrading.common.bus import Bus, encode
+from aitrading.common.clock import Clock
+from aitrading.common.config import BridgeConfig
+from aitrading.common.service import Check, Service
+
+__all__ = ["BridgeService"]
+
+
+class BridgeService(Service):
+    """Agent WebSocket → validation → bus + tick store + latest-tick cache."""
+
+    name = "bridge"
+    capabilities = (
+        "agent websocket with device keys, sequence numbers and acks after durable store",
+        "per-tick validation with rejections counted by reason",
+        "publish md.tick.<feed>.<symbol>",
+        "batched tick store writes, exactly once across bridge restarts",
+        "latest tick per symbol in the cache",
+    )
+
+    def __init__(
+        self,
+        config: BridgeConfig,
+        bus: Bus,
+        store: TickSink,
+        clock: Clock,
+        authenticate: DeviceAuth,
+        *,
+        cache: LatestCache | None = None,
+        known_symbols: Callable[[str], frozenset[str] | None] | None = None,
+        policy: ValidationPolicy | None = None,
+        checks: dict[str, Check] | None = None,
+    ) -> None:
+        super().__init__()
+        self.pipeline = IngestPipeline(
+            bus,
+            store,
+            clock,
+            flush_ms=config.store_flush_ms,
+            flush_ticks=config.store_flush_ticks,
+            cache=cache,
+            codec=encode,
+        )
+        self.validator = TickValidator(clock.now_ms, policy, known_symbols)
+        self.endpoint = AgentEndpoint(
+            self.pipeline,
+            self.validator,
+            authenticate,
+            max_batch_ticks=config.max_batch_ticks,
+            max_frame_bytes=config.max_frame_bytes,
+        )
+        self.add_router(self.endpoint.router)
+        for name, check in (checks or {}).items():
+            self.add_check(name, check)
+        self.add_check("store_writes", self._store_ok)
+
+    async def _store_ok(self) -> bool:
+        return self.pipeline.healthy
+
+    async def _on_start(self) -> None:
+        await self.pipeline.start()
+
+    async def _on_stop(self) -> None:
+        await self.pipeline.stop()

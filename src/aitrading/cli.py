@@ -1,0 +1,188 @@
+"""The `aitrading` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+from aitrading import __version__
+from aitrading.common.config import SERVICE_NAMES, PlatformConfig, load_config
+from aitrading.common.errors import AITradingError
+from aitrading.common.logging import configure_logging
+
+app = typer.Typer(
+    name="aitrading",
+    help="AI trading platform for MetaTrader 5: market data in, risk-checked trades out.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+bench_app = typer.Typer(help="Benchmarks that print figures (never pass/fail).", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+console = Console()
+err = Console(stderr=True)
+
+__all__ = ["app", "main"]
+
+
+def _config(log_level: str | None = None, **overrides: object) -> PlatformConfig:
+    cfg = load_config(**overrides)
+    level = log_level or ("WARNING" if "AITRADING_LOG_LEVEL" not in os.environ else cfg.log_level)
+    configure_logging(level, json=cfg.log_json)
+    return cfg
+
+
+def _ready_banner(cfg: PlatformConfig, started: float, services: list[str], simulate: bool) -> None:
+    host = cfg.services.host
+    lines = [
+        f"[bold green]AI trading platform {__version__} is up[/] in {time.monotonic() - started:.2f} s "
+        f"({len(services)} services, mode {cfg.mode})",
+        "",
+        f"Readiness    http://{host}:{cfg.services.gateway}/health/ready",
+        "Status       aitrading status",
+        f"Agent WS     ws://{host}:{cfg.services.bridge}/ws/agent",
+        f"API docs     http://{host}:{cfg.services.bridge}/docs  (each service serves /docs)",
+        f"Metrics      http://{host}:{cfg.services.bridge}/metrics",
+    ]
+    if simulate:
+        lines.append(f"Simulated MT5 feed {cfg.simulator.feed}: {', '.join(cfg.simulator.symbols)}")
+    lines += ["", "Ctrl-C stops it cleanly."]
+    console.print(Panel("\n".join(lines), title="aitrading up", expand=False))
+
+
+@app.command()
+def up(
+    split: Annotated[
+        bool, typer.Option("--split", help="One process per service on PostgreSQL, Redis, NATS")
+    ] = False,
+    simulate: Annotated[bool, typer.Option(help="Stream a simulated MT5 terminal through a PC agent")] = True,
+    log_level: Annotated[str | None, typer.Option(help="Log level on stderr (default WARNING)")] = None,
+) -> None:
+    """Run the whole platform: in one process on embedded defaults, or split into processes."""
+    started = time.monotonic()
+    cfg = _config(log_level)
+    if split:
+        from aitrading.launcher import run_split
+
+        run_split(cfg, simulate=simulate, on_ready=lambda names: _ready_banner(cfg, started, names, simulate))
+        return
+    from aitrading.kernel import Kernel
+
+    kernel = Kernel(cfg, simulate=simulate)
+    asyncio.run(kernel.run_until_stopped(lambda k: _ready_banner(cfg, started, k.service_names, k.simulate)))
+    console.print("stopped cleanly")
+
+
+@app.command()
+def serve(
+    service: Annotated[str, typer.Argument(help=f"One of: {', '.join(SERVICE_NAMES)}")],
+    split: Annotated[bool, typer.Option(help="Other services run in other processes")] = False,
+    migrate: Annotated[bool, typer.Option(help="Run database migrations at start")] = True,
+    log_level: Annotated[str | None, typer.Option(help="Log level on stderr")] = None,
+) -> None:
+    """Run one service on its port."""
+    from aitrading.kernel import Kernel
+
+    cfg = _config(log_level or "INFO")
+    owns_ticks = not (split and cfg.storage.ticks == "chdb" and service != "bridge")
+    kernel = Kernel(cfg, [service], simulate=False, migrate=migrate, owns_ticks=owns_ticks)
+    asyncio.run(kernel.run_until_stopped())
+
+
+@app.command()
+def agent(
+    simulate: Annotated[
+        bool, typer.Option(help="Read a simulated MT5 terminal instead of a real one")
+    ] = True,
+    log_level: Annotated[str | None, typer.Option(help="Log level on stderr")] = None,
+) -> None:
+    """Run the PC agent: stream a terminal's ticks to the data bridge."""
+    from aitrading.simulation import run_agent_forever
+
+    cfg = _config(log_level or "INFO")
+    if not simulate:
+        raise AITradingError(
+            "a real MT5 terminal needs the Windows MetaTrader5 package or mt5linux; "
+            "connecting the agent to them is planned with the market-data issue"
+        )
+    asyncio.run(run_agent_forever(cfg))
+
+
+@app.command()
+def status(
+    gateway: Annotated[str | None, typer.Option(help="Gateway base URL")] = None,
+    bridge: Annotated[str | None, typer.Option(help="Data bridge base URL")] = None,
+) -> None:
+    """Show services, readiness, tick rates and last prices."""
+    from aitrading.status import collect_status
+
+    cfg = load_config()
+    st = collect_status(gateway or cfg.services.url("gateway"), bridge or cfg.services.url("bridge"))
+    if not st.services:
+        err.print(f"[red]error:[/] {st.error}")
+        raise typer.Exit(1)
+    table = Table(title="Services")
+    for col in ("service", "ready", "state", "checks"):
+        table.add_column(col)
+    for name, s in sorted(st.services.items()):
+        checks = ", ".join(f"{k}={v}" for k, v in s.get("checks", {}).items()) or s.get("error", "")
+        table.add_row(name, "[green]yes[/]" if s.get("ready") else "[red]no[/]", s.get("state", "?"), checks)
+    console.print(table)
+    prices = Table(title=f"Market data ({st.agent_connections:.0f} agent connection(s))")
+    for col in ("feed", "symbol", "bid", "ask"):
+        prices.add_column(col)
+    for (feed, symbol), p in sorted(st.last_prices.items()):
+        prices.add_row(feed, symbol, f"{p.get('bid', 0):.5f}", f"{p.get('ask', 0):.5f}")
+    console.print(prices)
+    for feed, rate in st.tick_rates.items():
+        console.print(f"feed {feed}: {rate:,.1f} ticks/s, {st.ticks_total.get(feed, 0):,.0f} ticks accepted")
+    if st.rejected:
+        console.print("rejected: " + ", ".join(f"{k}={v:.0f}" for k, v in st.rejected.items()))
+    if st.error:
+        err.print(f"[yellow]warning:[/] {st.error}")
+    if not st.gateway_ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    console.print(f"aitrading {__version__}")
+
+
+@bench_app.command("bus")
+def bench_bus(
+    n: Annotated[int, typer.Option(help="Messages per bus")] = 1_000_000,
+    nats: Annotated[bool, typer.Option(help="Also measure the NATS bus")] = True,
+) -> None:
+    """Messages/s through the in-process and NATS buses."""
+    from bench.bench_bus import main as run
+
+    run(n=n, nats=nats)
+
+
+@bench_app.command("startup")
+def bench_startup(runs: Annotated[int, typer.Option(help="How many launches")] = 3) -> None:
+    """Seconds from `aitrading up` launch to a ready gateway."""
+    from bench.bench_startup import main as run
+
+    run(runs=runs)
+
+
+def main() -> None:
+    """Entry point: one clear line and a non-zero exit for every expected error."""
+    try:
+        app()
+    except AITradingError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)

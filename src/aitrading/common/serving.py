@@ -1,0 +1,94 @@
+"""Serve several ASGI apps from one process, each on its own pre-bound port.
+
+Ports are bound before anything starts so a port already in use is one clear error, not a traceback
+half-way through start-up. Signals belong to the caller (the kernel), not to uvicorn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import socket
+from collections.abc import Callable, Generator
+
+import uvicorn
+from fastapi import FastAPI
+
+from aitrading.common.errors import ConfigError
+
+__all__ = ["HttpServers", "bind"]
+
+
+def bind(host: str, port: int, what: str) -> socket.socket:
+    """Bind a listening TCP socket or raise `ConfigError` naming the port and its owner-to-be."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(f"port {port} ({what}) is already in use on {host}") from None
+        raise ConfigError(f"cannot listen on {host}:{port} ({what}): {exc.strerror}") from None
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        # The kernel handles SIGINT/SIGTERM once for every server in the process.
+        yield
+
+
+class HttpServers:
+    """A set of uvicorn servers sharing one event loop."""
+
+    def __init__(self) -> None:
+        self._bound: list[tuple[str, Callable[[], FastAPI], socket.socket, int]] = []
+        self._servers: list[tuple[str, _Server, socket.socket]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def add(
+        self, name: str, app: Callable[[], FastAPI], host: str, port: int, *, ws_max_size: int = 16 * 2**20
+    ) -> None:
+        """Bind `host:port` now; serve the app that `app()` returns there once `start` is called."""
+        self._bound.append((name, app, bind(host, port, name), ws_max_size))
+
+    async def start(self) -> None:
+        """Start serving; returns once every server accepts connections."""
+        for name, app, sock, ws_max_size in self._bound:
+            config = uvicorn.Config(
+                app(),
+                log_config=None,
+                access_log=False,
+                lifespan="off",
+                ws_max_size=ws_max_size,
+                timeout_graceful_shutdown=5,
+            )
+            server = _Server(config)
+            self._servers.append((name, server, sock))
+            self._tasks.append(asyncio.create_task(server.serve(sockets=[sock]), name=f"http:{name}"))
+        while not all(server.started for _, server, _ in self._servers):
+            for task in self._tasks:
+                if task.done():
+                    task.result()
+            await asyncio.sleep(0.01)
+
+    async def stop(self) -> None:
+        """Stop accepting, finish open requests (briefly) and close the sockets."""
+        for _, server, _ in self._servers:
+            server.should_exit = True
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.close_sockets()
+        self._tasks.clear()
+        self._servers.clear()
+
+    def close_sockets(self) -> None:
+        """Release the bound ports (also when start was never reached)."""
+        for _, _, sock, _ in self._bound:
+            sock.close()
+        self._bound.clear()

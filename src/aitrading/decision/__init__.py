@@ -1,0 +1,1 @@
+"""Decision engine (port 8014): strategies and model ensemble → signals with confidence."""

@@ -1,0 +1,1 @@
+"""Feature engineering (port 8011): streaming and batch indicators, feature vectors."""

@@ -1,0 +1,23 @@
+"""Feature engineering service.
+
+Today it runs the standard service shell (health, readiness of its dependencies, metrics, version) so the
+platform starts, deploys and is monitored as a whole; its domain capabilities are listed as planned in
+README.md and arrive with their issues.
+"""
+
+from __future__ import annotations
+
+from aitrading.common.service import Check, Service
+
+__all__ = ["FeaturesService"]
+
+
+class FeaturesService(Service):
+    """Feature engineering: the service shell with readiness over its dependencies."""
+
+    name = "features"
+
+    def __init__(self, checks: dict[str, Check] | None = None) -> None:
+        super().__init__()
+        for check_name, check in (checks or {}).items():
+            self.add_check(check_name, check)

@@ -1,0 +1,1 @@
+"""API gateway (port 8000): the platform's front door."""

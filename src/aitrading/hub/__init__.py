@@ -1,0 +1,1 @@
+"""Central hub (port 8010): service registry, health aggregation, dependency graph, ErrorDNA."""

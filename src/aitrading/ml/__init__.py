@@ -1,0 +1,1 @@
+"""ML service (port 8013): training, walk-forward evaluation, model registry, inference."""

@@ -1,0 +1,1 @@
+"""Notifications (port 8016): Telegram bot for alerts and commands."""

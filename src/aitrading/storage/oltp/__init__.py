@@ -1,0 +1,53 @@
+"""The transactional (OLTP) database: tenants, users, devices and, later, accounts, orders, deals and audit.
+
+SQLAlchemy 2 async over SQLite (embedded default) or PostgreSQL (split deployments, with row-level security
+per tenant); Alembic migrations ship inside the package and run programmatically.
+"""
+
+from aitrading.storage.oltp.database import Database, make_engine
+from aitrading.storage.oltp.devices import (
+    DEFAULT_DEVICE_SCOPES,
+    authenticate_device,
+    ensure_device,
+    hash_device_key,
+    register_device,
+    revoke_device,
+)
+from aitrading.storage.oltp.migrate import current, downgrade, head, upgrade
+from aitrading.storage.oltp.models import (
+    ROLES,
+    Base,
+    Device,
+    ExactDecimal,
+    Tenant,
+    TenantOwned,
+    User,
+    UTCDateTime,
+)
+from aitrading.storage.oltp.tenancy import allow_device_lookup, ensure_tenant, set_tenant
+
+__all__ = [
+    "DEFAULT_DEVICE_SCOPES",
+    "ROLES",
+    "Base",
+    "Database",
+    "Device",
+    "ExactDecimal",
+    "Tenant",
+    "TenantOwned",
+    "UTCDateTime",
+    "User",
+    "allow_device_lookup",
+    "authenticate_device",
+    "current",
+    "downgrade",
+    "ensure_device",
+    "ensure_tenant",
+    "hash_device_key",
+    "head",
+    "make_engine",
+    "register_device",
+    "revoke_device",
+    "set_tenant",
+    "upgrade",
+]

@@ -1,0 +1,146 @@
+"""The OLTP database as a lifecycle component: one async engine, sessions as units of work, readiness, migrations.
+
+The URL picks the backend: `sqlite+aiosqlite:///var/aitrading.sqlite` (embedded default) or
+`postgresql+asyncpg://user@host/db` (split deployments). SQLite connections run in WAL mode with foreign
+keys enforced, and SQLAlchemy (not the driver) emits `BEGIN`, so transactions, savepoints and migration DDL
+behave as on PostgreSQL (the recipe in SQLAlchemy's SQLite dialect documentation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from aitrading.common.errors import ConfigError, OperationalError
+from aitrading.common.lifecycle import Component
+from aitrading.storage.oltp.tenancy import set_tenant
+
+__all__ = ["Database", "make_engine"]
+
+SQLITE_BUSY_TIMEOUT_MS = 5_000
+
+
+def make_engine(url: str, *, echo: bool = False, **kwargs: Any) -> AsyncEngine:
+    """Create the async engine for `url`; for a SQLite file, create its folder and set the pragmas."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise ConfigError(f"unsupported OLTP database {backend!r} in storage.oltp_url; use sqlite or postgresql")
+    if backend == "sqlite":
+        if parsed.get_driver_name() != "aiosqlite":
+            raise ConfigError("storage.oltp_url: SQLite needs the async driver, e.g. sqlite+aiosqlite:///var/x.sqlite")
+        database = parsed.database or ""
+        in_memory = database in ("", ":memory:") or "mode=memory" in database
+        if not in_memory and not database.startswith("file:"):
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(parsed, echo=echo, **kwargs)
+        _install_sqlite_pragmas(engine, wal=not in_memory)
+        return engine
+    if parsed.get_driver_name() != "asyncpg":
+        raise ConfigError("storage.oltp_url: PostgreSQL needs the async driver, e.g. postgresql+asyncpg://…")
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_async_engine(parsed, echo=echo, **kwargs)
+
+
+def _install_sqlite_pragmas(engine: AsyncEngine, *, wal: bool) -> None:
+    @sa.event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Stop the driver from issuing its own BEGIN; SQLAlchemy's "begin" event below does it instead.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            if wal:
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; WAL keeps it consistent
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        finally:
+            cursor.close()
+
+    @sa.event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: sa.Connection) -> None:
+        connection.exec_driver_sql("BEGIN")
+
+
+class Database(Component):
+    """The OLTP database: start it, use `session()` for units of work, `ping()` for readiness."""
+
+    name = "oltp"
+
+    def __init__(self, url: str, *, echo: bool = False, migrate_on_start: bool = False, **engine_kwargs: Any):
+        super().__init__()
+        self._url = url
+        self._echo = echo
+        self._migrate_on_start = migrate_on_start
+        self._engine_kwargs = engine_kwargs
+        self._engine: AsyncEngine | None = None
+        self._sessions: async_sessionmaker[AsyncSession] | None = None
+
+    @property
+    def url(self) -> str:
+        """The database URL with any password hidden (safe to log)."""
+        return make_url(self._url).render_as_string(hide_password=True)
+
+    @property
+    def dialect(self) -> str:
+        """`sqlite` or `postgresql`."""
+        return make_url(self._url).get_backend_name()
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
+            raise OperationalError(f"database {self.url} is not started")
+        return self._engine
+
+    async def _on_start(self) -> None:
+        self._engine = make_engine(self._url, echo=self._echo, **self._engine_kwargs)
+        self._sessions = async_sessionmaker(self._engine, expire_on_commit=False)
+        if self._migrate_on_start:
+            await self.migrate()
+        async with self._engine.connect() as conn:  # fail start loudly with the driver's own error
+            await conn.execute(sa.text("SELECT 1"))
+
+    async def _on_stop(self) -> None:
+        if self._engine is not None:
+            await self._engine.dispose()
+        self._engine = None
+        self._sessions = None
+
+    @asynccontextmanager
+    async def session(self, tenant_id: UUID | str | None = None) -> AsyncIterator[AsyncSession]:
+        """Yield a session inside a transaction that commits on success and rolls back on error.
+
+        With `tenant_id`, the transaction is scoped to that tenant (see `set_tenant`).
+        """
+        if self._sessions is None:
+            raise OperationalError(f"database {self.url} is not started")
+        async with self._sessions.begin() as session:
+            if tenant_id is not None:
+                await set_tenant(session, tenant_id)
+            yield session
+
+    async def ping(self) -> bool:
+        """Tell whether the database answers; degrade the component when it does not, recover when it does."""
+        if self._engine is None:
+            return False
+        try:
+            async with self._engine.connect() as conn:
+                await conn.execute(sa.text("SELECT 1"))
+        except Exception as exc:  # any failure means "not ready"; the reason goes to the state
+            self.degrade(f"database ping failed: {exc}")
+            return False
+        self.recover()
+        return True
+
+    async def migrate(self, rev: str = "head") -> None:
+        """Upgrade the schema to `rev` (Alembic) over this component's engine."""
+        from aitrading.storage.oltp.migrate import upgrade_engine
+
+        await upgrade_engine(self.engine, rev)
