@@ -96,6 +96,8 @@ class DurableBuffer:
                 for statement in filter(str.strip, _SCHEMA.split(";")):
                     self._db.execute(statement)
                 self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+                row = self._db.execute("SELECT COUNT(*), COALESCE(SUM(ticks), 0) FROM batches").fetchone()
+            self._batches, self._ticks = int(row[0]), int(row[1])
         except sqlite3.OperationalError as exc:
             self._db.close()
             if "locked" in str(exc):
@@ -104,22 +106,23 @@ class DurableBuffer:
 
     # -- writing -----------------------------------------------------------------------------------
 
-    def append(
-        self, src: str, feed: str, ticks: Sequence[Tick], cursor_updates: Mapping[str, Cursor]
-    ) -> int:
+    def append(self, src: str, feed: str, ticks: Sequence[Tick], cursor_updates: Mapping[str, Cursor]) -> int:
         """Store a batch of `ticks` from `src` with the cursors it advances; return its sequence number."""
         if not ticks:
             raise ValueError("a batch needs at least one tick")
-        with self._lock, self._tx():
-            seq = self._next_seq(src)
-            frame = encode(TickBatchFrame(src=src, seq=seq, feed=feed, ticks=list(ticks)))
-            self._db.execute("INSERT INTO batches VALUES (?, ?, ?, ?)", (src, seq, len(ticks), frame))
-            self._db.executemany(
-                "INSERT INTO cursors VALUES (?, ?, ?, ?) ON CONFLICT (src, symbol) "
-                "DO UPDATE SET time_msc = excluded.time_msc, taken = excluded.taken",
-                [(src, symbol, int(c.time_msc), int(c.taken)) for symbol, c in cursor_updates.items()],
-            )
-            self._db.execute("UPDATE sources SET next_seq = ? WHERE src = ?", (seq + 1, src))
+        with self._lock:
+            with self._tx():
+                seq = self._next_seq(src)
+                frame = encode(TickBatchFrame(src=src, seq=seq, feed=feed, ticks=list(ticks)))
+                self._db.execute("INSERT INTO batches VALUES (?, ?, ?, ?)", (src, seq, len(ticks), frame))
+                self._db.executemany(
+                    "INSERT INTO cursors VALUES (?, ?, ?, ?) ON CONFLICT (src, symbol) "
+                    "DO UPDATE SET time_msc = excluded.time_msc, taken = excluded.taken",
+                    [(src, symbol, int(c.time_msc), int(c.taken)) for symbol, c in cursor_updates.items()],
+                )
+                self._db.execute("UPDATE sources SET next_seq = ? WHERE src = ?", (seq + 1, src))
+            self._batches += 1
+            self._ticks += len(ticks)
             return seq
 
     def init_cursors(self, src: str, cursors: Mapping[str, Cursor]) -> None:
@@ -133,8 +136,10 @@ class DurableBuffer:
 
     def ack(self, src: str, seq: int) -> int:
         """Forget every batch of `src` up to and including `seq` (acks are cumulative); return how many."""
-        with self._lock, self._tx():
-            return self._delete_through(src, seq)
+        with self._lock:
+            with self._tx():
+                removed = self._delete_through(src, seq)
+            return self._forget(removed)
 
     def drop_through(self, src: str, seq: int) -> int:
         """Forget what the bridge says is durable (`seq` and before); return how many batches went.
@@ -143,12 +148,13 @@ class DurableBuffer:
         lost or replaced), new batches continue after it; otherwise the bridge would discard them as
         duplicates.
         """
-        with self._lock, self._tx():
-            removed = self._delete_through(src, seq)
-            if seq >= self._next_seq(src):
-                _log.warning("buffer_seq_behind_bridge", src=src, bridge_durable=seq)
-                self._db.execute("UPDATE sources SET next_seq = ? WHERE src = ?", (seq + 1, src))
-            return removed
+        with self._lock:
+            with self._tx():
+                removed = self._delete_through(src, seq)
+                if seq >= self._next_seq(src):
+                    _log.warning("buffer_seq_behind_bridge", src=src, bridge_durable=seq)
+                    self._db.execute("UPDATE sources SET next_seq = ? WHERE src = ?", (seq + 1, src))
+            return self._forget(removed)
 
     def close(self) -> None:
         """Close the database (everything is already committed)."""
@@ -202,12 +208,15 @@ class DurableBuffer:
             return [str(r[0]) for r in self._db.execute("SELECT src FROM sources ORDER BY src")]
 
     def depth(self, src: str | None = None) -> int:
-        """Return how many batches (of `src`, or of all sources) wait for an acknowledgement."""
-        return self._count("COUNT(*)", src)
+        """Return how many batches (of `src`, or of all sources) wait for an acknowledgement.
+
+        The total is kept in memory (every write goes through this object), so it is cheap to ask often.
+        """
+        return self._batches if src is None else self._count("COUNT(*)", src)
 
     def depth_ticks(self, src: str | None = None) -> int:
         """Return how many ticks (of `src`, or of all sources) wait for an acknowledgement."""
-        return self._count("COALESCE(SUM(ticks), 0)", src)
+        return self._ticks if src is None else self._count("COALESCE(SUM(ticks), 0)", src)
 
     # -- internals ---------------------------------------------------------------------------------
 
@@ -223,11 +232,18 @@ class DurableBuffer:
             return 1
         return int(row[0])
 
-    def _delete_through(self, src: str, seq: int) -> int:
+    def _delete_through(self, src: str, seq: int) -> tuple[int, int]:
         self._next_seq(src)  # make sure the source row exists
-        removed = self._db.execute("DELETE FROM batches WHERE src = ? AND seq <= ?", (src, seq)).rowcount
+        removed = self._db.execute(
+            "DELETE FROM batches WHERE src = ? AND seq <= ? RETURNING ticks", (src, seq)
+        ).fetchall()
         self._db.execute("UPDATE sources SET acked = MAX(acked, ?) WHERE src = ?", (seq, src))
-        return int(removed)
+        return len(removed), sum(int(r[0]) for r in removed)
+
+    def _forget(self, removed: tuple[int, int]) -> int:
+        self._batches -= removed[0]
+        self._ticks -= removed[1]
+        return removed[0]
 
     def _tx(self) -> _Transaction:
         return _Transaction(self._db)

@@ -26,7 +26,7 @@ from urllib.parse import urlparse
 
 import structlog
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
 
 from aitrading import __version__
 from aitrading.agent._internal import RateMeter, backoff_delay
@@ -34,7 +34,7 @@ from aitrading.agent.buffer import DurableBuffer
 from aitrading.common import metrics
 from aitrading.common.bus.codec import Message, decode, encode
 from aitrading.common.clock import Clock
-from aitrading.common.errors import OperationalError, TemporaryError
+from aitrading.common.errors import ConfigError, OperationalError, TemporaryError
 from aitrading.model.wire import PROTOCOL_VERSION, AgentHello, BatchAck, BridgeError, BridgeWelcome
 
 __all__ = ["AUTH_CLOSE_CODES", "AuthenticationFailed", "BridgeClient", "LinkState", "is_auth_error_code"]
@@ -47,12 +47,12 @@ _log = structlog.get_logger("agent.client")
 _batches_sent = metrics.counter("agent_batches_sent", "Tick batches sent to the bridge", ("src",))
 _acks = metrics.counter("agent_acks", "Batch acknowledgements received from the bridge", ("src",))
 _reconnects = metrics.counter("agent_reconnects", "Reconnections to the bridge after a lost link")
-_depth = metrics.gauge("agent_buffer_depth", "Tick batches in the agent buffer waiting for an ack")
+_depth_metric = metrics.gauge("agent_buffer_depth", "Tick batches in the agent buffer waiting for an ack")
 
 
 def is_auth_error_code(code: str) -> bool:
     """Return whether a `BridgeError.code` means the device was refused (retrying cannot help)."""
-    return code in ("unauthorized", "forbidden") or code.startswith("auth")
+    return code in ("unauthenticated", "unauthorized", "forbidden") or code.startswith("auth")
 
 
 class AuthenticationFailed(OperationalError):
@@ -112,12 +112,13 @@ class BridgeClient:
         self._backoff = (backoff_base_s, backoff_cap_s)
         self._welcome_timeout = welcome_timeout_s
         self._open_timeout = open_timeout_s
-        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self._rng = rng or random.Random()
         self._on_welcome = on_welcome
         self._on_message = on_message
         self._attempt = 0
         self._wake = asyncio.Event()
-        self._acked_event = asyncio.Event()
+        self._acked_event = asyncio.Event()  # cleared only by the sender
+        self._drained = asyncio.Event()  # cleared only by `drain`
         self._stopping = asyncio.Event()
         self._inflight: dict[str, deque[tuple[int, int]]] = {src: deque() for src in self.sources}
         self._warn_plaintext()
@@ -127,6 +128,7 @@ class BridgeClient:
     def notify(self, src: str = "", seq: int = 0) -> None:
         """Tell the sender a new batch is in the buffer (the streamer's `on_batch`)."""
         self._wake.set()
+        self._depth_gauge()
 
     async def run(self) -> None:
         """Keep a session up until `stop()`; raise `AuthenticationFailed` if the bridge refuses the device."""
@@ -159,12 +161,13 @@ class BridgeClient:
 
     async def drain(self, timeout_s: float) -> bool:
         """Wait up to `timeout_s` (real time) for the buffer to empty; return whether it did."""
+
         async def empty() -> None:
-            while await asyncio.to_thread(self._depth) > 0:
-                self._acked_event.clear()
+            while True:
+                self._drained.clear()
                 if await asyncio.to_thread(self._depth) == 0:
                     return
-                await self._acked_event.wait()
+                await self._drained.wait()
 
         try:
             await asyncio.wait_for(empty(), timeout_s)
@@ -188,6 +191,8 @@ class BridgeClient:
             if status in _AUTH_HTTP_STATUS:
                 raise AuthenticationFailed(self._refused(f"HTTP {status}")) from None
             raise
+        except InvalidURI as exc:
+            raise ConfigError(f"agent.bridge_url is not a WebSocket URL: {exc}") from None
         try:
             await self._handshake(ws)
             self.state = LinkState.CONNECTED
@@ -207,7 +212,7 @@ class BridgeClient:
                 await asyncio.gather(*tasks, return_exceptions=True)
             if self._stopping.is_set():
                 return
-            errors = [t.exception() for t in done if not t.cancelled() and t.exception() is not None]
+            errors = [e for t in done if not t.cancelled() and (e := t.exception()) is not None]
             self._raise_for_close(ws)
             auth = [e for e in errors if isinstance(e, AuthenticationFailed)]
             raise auth[0] if auth else (errors[0] if errors else _LinkLost("the bridge ended the session"))
@@ -219,8 +224,11 @@ class BridgeClient:
             self._depth_gauge()
 
     async def _handshake(self, ws: ClientConnection) -> None:
-        await ws.send(encode(AgentHello(device_id=self.device_id, agent_version=__version__,
-                                        sources=list(self.sources))))
+        await ws.send(
+            encode(
+                AgentHello(device_id=self.device_id, agent_version=__version__, sources=list(self.sources))
+            )
+        )
         async with asyncio.timeout(self._welcome_timeout):
             first = _decode(await ws.recv())
         if isinstance(first, BridgeError):
@@ -230,8 +238,11 @@ class BridgeClient:
         if first.protocol != PROTOCOL_VERSION:
             _log.warning("bridge_protocol_differs", bridge=first.protocol, agent=PROTOCOL_VERSION)
         for src in self.sources:
-            seq = first.durable.get(src)
-            if seq is not None and seq > 0:
+            seq = first.durable.get(src, 0)
+            if seq < self.acked.get(src, 0):
+                # Acked batches are gone from this buffer; only the bridge's operator can restore them.
+                _log.error("bridge_lost_acked_batches", src=src, bridge_durable=seq, acked=self.acked[src])
+            if seq > 0:
                 dropped = await asyncio.to_thread(self._buffer.drop_through, src, seq)
                 self.acked[src] = max(self.acked.get(src, 0), seq)
                 if dropped:
@@ -239,14 +250,17 @@ class BridgeClient:
         self._attempt = 0
         if self._on_welcome is not None:
             self._on_welcome(first)
+        self._drained.set()
         self._depth_gauge()
 
     async def _send(self, ws: ClientConnection) -> None:
         sent_upto = dict.fromkeys(self.sources, 0)  # resend everything unacked, in order, then go on
+        turn = 0
         while True:
             self._wake.clear()
             progressed = False
-            for src in self.sources:
+            turn = (turn + 1) % len(self.sources)  # rotate so one source's backlog cannot starve another
+            for src in self.sources[turn:] + self.sources[:turn]:
                 room = self.window_batches - self.inflight
                 if room <= 0 or self._inflight_ticks() >= self.window_ticks:
                     break
@@ -260,7 +274,10 @@ class BridgeClient:
                     progressed = True
             if not progressed:
                 self._acked_event.clear()
-                waits = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(self._acked_event.wait())]
+                waits = [
+                    asyncio.ensure_future(self._wake.wait()),
+                    asyncio.ensure_future(self._acked_event.wait()),
+                ]
                 try:
                     await asyncio.wait(waits, timeout=_IDLE_RECHECK_S, return_when=asyncio.FIRST_COMPLETED)
                 finally:
@@ -289,6 +306,7 @@ class BridgeClient:
         self.acked[ack.src] = max(self.acked.get(ack.src, 0), ack.seq)
         _acks.labels(ack.src).inc()
         self._acked_event.set()
+        self._drained.set()
         self._depth_gauge()
 
     # -- helpers -----------------------------------------------------------------------------------
@@ -317,7 +335,7 @@ class BridgeClient:
 
     def _depth_gauge(self) -> None:
         with suppress(Exception):  # a closed buffer during shutdown is not worth an error
-            _depth.set(self._buffer.depth())
+            _depth_metric.set(self._buffer.depth())
 
     async def _sleep_unless_stopped(self, seconds: float) -> None:
         sleeper = asyncio.ensure_future(self._clock.sleep(seconds))
@@ -331,7 +349,9 @@ class BridgeClient:
     def _warn_plaintext(self) -> None:
         parsed = urlparse(self.url)
         if parsed.scheme == "ws" and parsed.hostname not in ("127.0.0.1", "localhost", "::1"):
-            _log.warning("bridge_url_not_tls", url=self.url, hint="the device key travels in clear; use wss://")
+            _log.warning(
+                "bridge_url_not_tls", url=self.url, hint="the device key travels in clear; use wss://"
+            )
 
 
 def _decode(raw: Any) -> Message | None:

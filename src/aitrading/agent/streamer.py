@@ -182,8 +182,11 @@ class TickStreamer:
 
     async def _poll_symbol(self, symbol: str) -> int:
         ms, taken = self._cursors[symbol]
-        count = self.poll_count + taken + self._extra[symbol]
-        rows = await self._call(self._terminal.copy_ticks_from, symbol, ms_datetime(ms), count, COPY_TICKS_ALL)
+        base = self.poll_count + taken
+        count = base + self._extra[symbol]
+        rows = await self._call(
+            self._terminal.copy_ticks_from, symbol, ms_datetime(ms), count, COPY_TICKS_ALL
+        )
         if rows is None:
             code, text = await self._call(self._terminal.last_error)
             self.last_error = f"copy_ticks_from({symbol}) failed: {code} {text}"
@@ -228,8 +231,11 @@ class TickStreamer:
                 self._pending_since = self._clock.monotonic_ns()
             if len(self._pending) >= self.batch_max:
                 await self.flush()
-        # A full answer with nothing new (ticks before the cursor filled it): ask for more next time.
-        self._extra[symbol] = min(_MAX_EXTRA, max(count, 1)) if new == 0 and n >= count else 0
+        if n < count:
+            self._extra[symbol] = 0  # the answer reached the newest tick
+        elif new == 0:
+            # Full of ticks before the cursor (date_from read to the second): ask for twice as many next time.
+            self._extra[symbol] = min(_MAX_EXTRA, max(2 * self._extra[symbol], base))
         return new
 
     def _due(self) -> bool:

@@ -153,6 +153,9 @@ class IngestPipeline:
         if seq <= self._in_flight.get(src, 0):
             # Already queued by an earlier connection of the same source: ack when that write lands.
             BATCHES_DUP.inc()
+            if not self._pending.waiters:
+                self._pending.first_ns = self._clock.monotonic_ns()
+                self._wake.set()
             self._pending.waiters.append(_Waiter(src, seq, 0, 0, True, on_durable))
             return
         while len(self._pending.ticks) >= self._max_pending and not self._closing:
@@ -165,8 +168,9 @@ class IngestPipeline:
             TICKS_BAD.labels(feed, reason).inc(n)
         self._in_flight[src] = seq
         pending = self._pending
-        if not pending.ticks and not pending.waiters:
+        if not pending.waiters:
             pending.first_ns = self._clock.monotonic_ns()
+            self._wake.set()  # start the flush timer
         pending.ticks.extend(accepted)
         pending.marks[src] = seq
         pending.waiters.append(_Waiter(src, seq, len(accepted), n_rej, False, on_durable))

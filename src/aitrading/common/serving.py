@@ -57,6 +57,14 @@ class HttpServers:
         """Bind `host:port` now; serve the app that `app()` returns there once `start` is called."""
         self._bound.append((name, app, bind(host, port, name), ws_max_size))
 
+    def port(self, name: str) -> int:
+        """Return the port bound for `name` (useful when it was 0: any free port)."""
+        for bound_name, _, sock, _ in self._bound:
+            if bound_name == name:
+                port: int = sock.getsockname()[1]
+                return port
+        raise KeyError(name)
+
     async def start(self) -> None:
         """Start serving; returns once every server accepts connections."""
         for name, app, sock, ws_max_size in self._bound:

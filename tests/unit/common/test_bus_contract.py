@@ -236,6 +236,46 @@ async def test_one_subscription_handles_one_message_at_a_time_in_publish_order(e
     assert most == 1
 
 
+async def test_concurrent_publishers_do_not_run_one_subscription_concurrently(env: Env) -> None:
+    seen: list[int] = []
+    running = 0
+    most = 0
+
+    async def slow(subject: str, msg: Message) -> None:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await asyncio.sleep(0.001)
+        seen.append(n_of(msg))
+        running -= 1
+
+    await env.bus.subscribe(env.subj("seq"), slow)
+
+    async def publisher(base: int) -> None:
+        for i in range(20):
+            await env.bus.publish(env.subj("seq"), ContractPing(n=base + i))
+
+    await asyncio.gather(publisher(0), publisher(100))
+    await eventually(lambda: len(seen) == 40)
+    assert most == 1
+    assert [n for n in seen if n < 100] == list(range(20))
+    assert [n for n in seen if n >= 100] == list(range(100, 120))
+
+
+async def test_handler_publishing_to_its_own_subscription_does_not_deadlock(env: Env) -> None:
+    seen: list[int] = []
+
+    async def countdown(subject: str, msg: Message) -> None:
+        seen.append(n_of(msg))
+        if n_of(msg) > 0:
+            await env.bus.publish(subject, ContractPing(n=n_of(msg) - 1))
+
+    await env.bus.subscribe(env.subj("countdown"), countdown)
+    await env.bus.publish(env.subj("countdown"), ContractPing(n=3))
+    await eventually(lambda: len(seen) == 4)
+    assert seen == [3, 2, 1, 0]
+
+
 async def test_handler_exception_is_counted_and_does_not_stop_later_deliveries(env: Env) -> None:
     seen: list[int] = []
 
@@ -595,8 +635,16 @@ async def test_nats_stream_whose_subjects_another_stream_owns_is_an_operational_
 _DYING_CONSUMER = textwrap.dedent(
     """
     import asyncio, sys
+    from decimal import Decimal
     from aitrading.common.bus import StreamSpec
     from aitrading.common.bus.nats import NatsBus
+    from aitrading.common.bus import Message
+
+    class ContractPing(Message, frozen=True):  # the same wire type as the test's
+        n: int
+        text: str = ""
+        price: Decimal = Decimal("0")
+        tags: tuple[str, ...] = ()
 
     async def main(url, ns, prefix):
         streams = (StreamSpec("ORD", (f"{ns}.ord.>",)), StreamSpec("SIG", (f"{ns}.sig.>",), max_msgs=1000))

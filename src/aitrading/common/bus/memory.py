@@ -39,6 +39,8 @@ class _Sub:
     handler: Handler
     queue: str | None
     active: bool = True
+    busy: bool = False
+    backlog: deque[tuple[str, Message]] = field(default_factory=deque)
 
     async def unsubscribe(self) -> None:
         if self.active:
@@ -239,11 +241,28 @@ class MemoryBus(Bus):
                 sub = self._pick_queue_member(sub, subs)
             if not sub.active:
                 continue
+            # One message at a time per subscription: a publisher that finds the handler busy (another task,
+            # or the handler publishing to itself) leaves the message to the task already delivering.
+            if sub.busy:
+                sub.backlog.append((subject, msg))
+                continue
+            sub.busy = True
+            subj, queued = subject, msg
+            if sub.backlog:  # left behind by a cancelled delivery: keep publish order
+                sub.backlog.append((subject, msg))
+                subj, queued = sub.backlog.popleft()
             try:
-                await sub.handler(subject, msg)
-            except Exception:
-                self.handler_errors += 1
-                _log.exception("bus_handler_failed", subject=subject, pattern=sub.pattern)
+                while True:
+                    try:
+                        await sub.handler(subj, queued)
+                    except Exception:
+                        self.handler_errors += 1
+                        _log.exception("bus_handler_failed", subject=subj, pattern=sub.pattern)
+                    if not (sub.active and sub.backlog):
+                        break
+                    subj, queued = sub.backlog.popleft()
+            finally:
+                sub.busy = False
 
     def _pick_queue_member(self, first: _Sub, subs: list[_Sub]) -> _Sub:
         members = [s for s in subs if s.queue == first.queue and s.pattern == first.pattern]

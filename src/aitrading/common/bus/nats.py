@@ -45,6 +45,7 @@ _FETCH_BATCH = 16
 """Messages pulled per fetch; the ones not yet handled get in-progress acks so `ack_wait` does not lapse."""
 _FETCH_TIMEOUT = 1.0
 _ERROR_HEADER = "Aitrading-Error"
+_CONNECT_ATTEMPTS = 2
 _SUB_PENDING_MSGS = 1024 * 1024
 """A subscriber may lag this many messages behind before NATS drops messages for it (slow consumer)."""
 
@@ -190,7 +191,7 @@ class NatsBus(Bus):
                 self._url,
                 name=self._name,
                 allow_reconnect=True,
-                max_reconnect_attempts=-1,
+                max_reconnect_attempts=_CONNECT_ATTEMPTS,
                 reconnect_time_wait=1,
                 connect_timeout=2,
                 drain_timeout=5,
@@ -200,6 +201,8 @@ class NatsBus(Bus):
             )
         except (OSError, nats.errors.Error) as exc:
             raise TemporaryError(f"cannot connect to NATS at {self._url}: {exc!r}") from exc
+        # Give up quickly on the first connect (the caller retries start-up), never once connected.
+        nc.options["max_reconnect_attempts"] = -1
         self._nc, self._js = nc, nc.jetstream()
         for spec in self._streams:
             await self._ensure_stream(spec)
@@ -259,7 +262,8 @@ class NatsBus(Bus):
         _log.warning("bus_nats_error", error=repr(exc))
 
     async def _on_disconnected(self) -> None:
-        _log.warning("bus_disconnected", url=self._url)
+        if self._nc is not None:  # not our own close()
+            _log.warning("bus_disconnected", url=self._url)
 
     async def _on_reconnected(self) -> None:
         _log.info("bus_reconnected", url=self._url)

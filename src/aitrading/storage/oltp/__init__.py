@@ -13,7 +13,7 @@ from aitrading.storage.oltp.devices import (
     register_device,
     revoke_device,
 )
-from aitrading.storage.oltp.migrate import current, downgrade, head, upgrade
+from aitrading.storage.oltp.migrate import current, downgrade, ensure_database, head, upgrade
 from aitrading.storage.oltp.models import (
     ROLES,
     Base,
@@ -41,6 +41,7 @@ __all__ = [
     "authenticate_device",
     "current",
     "downgrade",
+    "ensure_database",
     "ensure_device",
     "ensure_tenant",
     "hash_device_key",

@@ -1,4 +1,4 @@
-"""The OLTP database as a lifecycle component: one async engine, sessions as units of work, readiness, migrations.
+"""The OLTP database as a lifecycle component: async engine, sessions as units of work, readiness, migrations.
 
 The URL picks the backend: `sqlite+aiosqlite:///var/aitrading.sqlite` (embedded default) or
 `postgresql+asyncpg://user@host/db` (split deployments). SQLite connections run in WAL mode with foreign
@@ -15,9 +15,10 @@ from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from aitrading.common.clock import Clock, LiveClock
 from aitrading.common.errors import ConfigError, OperationalError
 from aitrading.common.lifecycle import Component
 from aitrading.storage.oltp.tenancy import set_tenant
@@ -27,15 +28,17 @@ __all__ = ["Database", "make_engine"]
 SQLITE_BUSY_TIMEOUT_MS = 5_000
 
 
-def make_engine(url: str, *, echo: bool = False, **kwargs: Any) -> AsyncEngine:
+def make_engine(url: str | URL, *, echo: bool = False, **kwargs: Any) -> AsyncEngine:
     """Create the async engine for `url`; for a SQLite file, create its folder and set the pragmas."""
     parsed = make_url(url)
     backend = parsed.get_backend_name()
     if backend not in ("sqlite", "postgresql"):
-        raise ConfigError(f"unsupported OLTP database {backend!r} in storage.oltp_url; use sqlite or postgresql")
+        raise ConfigError(f"storage.oltp_url: unsupported database {backend!r}; use sqlite or postgresql")
     if backend == "sqlite":
         if parsed.get_driver_name() != "aiosqlite":
-            raise ConfigError("storage.oltp_url: SQLite needs the async driver, e.g. sqlite+aiosqlite:///var/x.sqlite")
+            raise ConfigError(
+                "storage.oltp_url: SQLite needs the async driver, e.g. sqlite+aiosqlite:///var/x.sqlite"
+            )
         database = parsed.database or ""
         in_memory = database in ("", ":memory:") or "mode=memory" in database
         if not in_memory and not database.startswith("file:"):
@@ -74,14 +77,28 @@ class Database(Component):
 
     name = "oltp"
 
-    def __init__(self, url: str, *, echo: bool = False, migrate_on_start: bool = False, **engine_kwargs: Any):
+    def __init__(
+        self,
+        url: str,
+        *,
+        clock: Clock | None = None,
+        echo: bool = False,
+        migrate_on_start: bool = False,
+        **engine_kwargs: Any,
+    ) -> None:
         super().__init__()
         self._url = url
+        self._clock: Clock = clock or LiveClock()
         self._echo = echo
         self._migrate_on_start = migrate_on_start
         self._engine_kwargs = engine_kwargs
         self._engine: AsyncEngine | None = None
         self._sessions: async_sessionmaker[AsyncSession] | None = None
+
+    @property
+    def clock(self) -> Clock:
+        """The clock whose time callers pass as `now=` to the functions that stamp rows."""
+        return self._clock
 
     @property
     def url(self) -> str:
@@ -115,9 +132,11 @@ class Database(Component):
 
     @asynccontextmanager
     async def session(self, tenant_id: UUID | str | None = None) -> AsyncIterator[AsyncSession]:
-        """Yield a session inside a transaction that commits on success and rolls back on error.
+        """Yield a session inside one transaction that commits on success and rolls back on error.
 
-        With `tenant_id`, the transaction is scoped to that tenant (see `set_tenant`).
+        With `tenant_id`, the transaction is scoped to that tenant (see `set_tenant`). Calling
+        `session.commit()` inside is allowed as the last statement; further statements after it are refused,
+        which also keeps work from running outside the tenant scope the commit ended.
         """
         if self._sessions is None:
             raise OperationalError(f"database {self.url} is not started")

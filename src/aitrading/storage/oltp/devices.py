@@ -156,7 +156,7 @@ async def authenticate_device(
     if row is None:
         hmac.compare_digest(presented, _DUMMY_HASH)
         return None
-    device, tenant_disabled = row.tuple()
+    device, tenant_disabled = row
     if not hmac.compare_digest(presented, device.key_hash):
         return None
     if device.revoked_at is not None or tenant_disabled:
@@ -168,7 +168,7 @@ async def authenticate_device(
 
 
 async def revoke_device(session: AsyncSession, device_id: str, *, now: datetime | None = None) -> bool:
-    """Revoke `device_id` so its key stops working; return False if the transaction's tenant has no such device.
+    """Revoke `device_id` so its key stops working; return False if the current tenant has no such device.
 
     On PostgreSQL call `set_tenant` first: row-level security lets a tenant revoke only its own devices.
     """

@@ -11,13 +11,18 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import NullPool
+
+from aitrading.common.errors import ConfigError, OperationalError
 
 __all__ = [
     "MIGRATIONS_DIR",
@@ -25,12 +30,14 @@ __all__ = [
     "current",
     "current_engine",
     "downgrade",
+    "ensure_database",
     "head",
     "upgrade",
     "upgrade_engine",
 ]
 
 MIGRATIONS_DIR = Path(__file__).resolve().with_name("migrations")
+MIGRATION_LOCK_KEY = 0x41495452_4D494752  # "AITR" "MIGR": the advisory lock serialising migrations
 
 _T = TypeVar("_T")
 
@@ -48,7 +55,7 @@ def head() -> str:
     """Return the newest revision the packaged scripts define."""
     rev = ScriptDirectory.from_config(alembic_config()).get_current_head()
     if rev is None:
-        raise RuntimeError(f"no migrations found in {MIGRATIONS_DIR}")
+        raise OperationalError(f"no migrations found in {MIGRATIONS_DIR}")
     return rev
 
 
@@ -67,6 +74,39 @@ async def current(url: str) -> str | None:
     return await _with_engine(url, current_engine)
 
 
+async def ensure_database(url: str) -> bool:
+    """Create the database `url` names if it does not exist yet; return whether it was created.
+
+    For development and first deployments: on PostgreSQL it connects to the `postgres` maintenance database
+    with the same credentials (which need CREATEDB); for SQLite the file and its folder appear on first use.
+    """
+    from aitrading.storage.oltp.database import make_engine
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql":
+        make_engine(url)  # validates the URL and creates a SQLite file's folder
+        return False
+    name = parsed.database
+    if not name:
+        raise ConfigError(f"database URL {parsed.render_as_string()} names no database")
+    admin = make_engine(parsed.set(database="postgres"), poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    exists = sa.text("SELECT 1 FROM pg_database WHERE datname = :name")
+    try:
+        async with admin.connect() as conn:
+            if (await conn.execute(exists, {"name": name})).first() is not None:
+                return False
+            quoted = '"' + name.replace('"', '""') + '"'
+            try:
+                await conn.exec_driver_sql(f"CREATE DATABASE {quoted}")
+            except DBAPIError:
+                if (await conn.execute(exists, {"name": name})).first() is None:
+                    raise
+                return False  # created concurrently by another process
+            return True
+    finally:
+        await admin.dispose()
+
+
 async def upgrade_engine(engine: AsyncEngine, rev: str = "head") -> None:
     """Upgrade the database behind `engine` to `rev` in one transaction."""
     await _run_command(engine, command.upgrade, rev)
@@ -80,6 +120,9 @@ async def current_engine(engine: AsyncEngine) -> str | None:
 
 async def _run_command(engine: AsyncEngine, cmd: Callable[[Config, str], None], rev: str) -> None:
     def run(sync_conn: Connection) -> None:
+        if sync_conn.dialect.name == "postgresql":
+            # Replicas starting together migrate one after another; the later ones find the schema at head.
+            sync_conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         cfg = alembic_config()
         cfg.attributes["connection"] = sync_conn  # env.py uses it instead of opening its own
         cmd(cfg, rev)

@@ -56,7 +56,7 @@ ROLES: tuple[str, ...] = ("platform_admin", "tenant_admin", "portfolio_manager",
 """The roles of the security model; the `users.role` check constraint allows exactly these."""
 
 TENANT_OWNED_TABLES: tuple[str, ...] = ("users", "devices")
-"""Tables under row-level security on PostgreSQL; a migration adding a tenant-owned table extends its own list."""
+"""Tables under row-level security on PostgreSQL (each migration adding one enables it there)."""
 
 MONEY_SCALE = 8
 """Decimal places kept for money columns; bookings quantize to the account currency's digits first."""
@@ -95,7 +95,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 class ExactDecimal(TypeDecorator[Decimal]):
-    """An exact decimal with `scale` places: `NUMERIC(precision, scale)` on PostgreSQL, a scaled integer elsewhere.
+    """An exact decimal of `scale` places: NUMERIC(precision, scale) on PostgreSQL, scaled integer elsewhere.
 
     SQLite's `NUMERIC` affinity stores a binary float, so 0.1 + 0.2 drifts and values beyond ~15 significant
     digits round. Storing `value × 10^scale` as a 64-bit integer keeps values exact and keeps SQL ordering,
@@ -201,7 +201,9 @@ class Device(TenantOwned, Base):
     device_id: Mapped[str] = mapped_column(sa.String(128), unique=True)
     name: Mapped[str] = mapped_column(sa.String(200))
     key_hash: Mapped[str] = mapped_column(sa.String(64), comment="sha256 hex of the device key")
-    scopes: Mapped[str] = mapped_column(sa.String(512), default="", server_default=sa.text("''"), comment="space-separated")
+    scopes: Mapped[str] = mapped_column(
+        sa.String(512), default="", server_default=sa.text("''"), comment="space-separated"
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_utcnow, server_default=sa.func.now())
     last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -51,16 +51,22 @@ def upgrade() -> None:
     op.create_table(
         "users",
         sa.Column("id", sa.Uuid(), nullable=False),
-        sa.Column("email", sa.String(length=320), nullable=False, comment="normalised to lower case by the caller"),
+        sa.Column(
+            "email", sa.String(length=320), nullable=False, comment="normalised to lower case by the caller"
+        ),
         sa.Column("password_hash", sa.String(length=255), nullable=False, comment="argon2id PHC string"),
         sa.Column("role", sa.String(length=32), nullable=False),
-        sa.Column("mfa_secret", sa.String(length=255), nullable=True, comment="TOTP secret, encrypted at rest"),
+        sa.Column(
+            "mfa_secret", sa.String(length=255), nullable=True, comment="TOTP secret, encrypted at rest"
+        ),
         sa.Column("mfa_enabled_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("mfa_last_step", sa.BigInteger(), nullable=True, comment="last accepted TOTP step"),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
         sa.Column("disabled", sa.Boolean(), server_default=sa.false(), nullable=False),
         sa.Column("tenant_id", sa.Uuid(), nullable=False),
-        sa.CheckConstraint("role IN (" + ", ".join(f"'{r}'" for r in ROLES) + ")", name=op.f("ck_users_role")),
+        sa.CheckConstraint(
+            "role IN (" + ", ".join(f"'{r}'" for r in ROLES) + ")", name=op.f("ck_users_role")
+        ),
         sa.ForeignKeyConstraint(
             ["tenant_id"], ["tenants.id"], name=op.f("fk_users_tenant_id_tenants"), ondelete="RESTRICT"
         ),
@@ -74,7 +80,13 @@ def upgrade() -> None:
         sa.Column("device_id", sa.String(length=128), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("key_hash", sa.String(length=64), nullable=False, comment="sha256 hex of the device key"),
-        sa.Column("scopes", sa.String(length=512), server_default=sa.text("''"), nullable=False, comment="space-separated"),
+        sa.Column(
+            "scopes",
+            sa.String(length=512),
+            server_default=sa.text("''"),
+            nullable=False,
+            comment="space-separated",
+        ),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
         sa.Column("last_seen_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
@@ -92,7 +104,8 @@ def upgrade() -> None:
             op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
             op.execute(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")
             op.execute(
-                f"CREATE POLICY tenant_isolation ON {table} USING ({TENANT_MATCH}) WITH CHECK ({TENANT_MATCH})"
+                f"CREATE POLICY tenant_isolation ON {table} "
+                f"USING ({TENANT_MATCH}) WITH CHECK ({TENANT_MATCH})"
             )
         op.execute(f"CREATE POLICY device_lookup ON devices FOR SELECT USING ({DEVICE_MATCH})")
 

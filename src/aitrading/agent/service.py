@@ -1,0 +1,234 @@
+"""The PC agent: terminal(s) → streamer → durable buffer → bridge client, plus the local status API.
+
+`stop()` lets each streamer store its partial batch, gives the client a moment to get the last batches
+acknowledged, then closes the socket with a normal close. Whatever is still unacknowledged stays in the
+buffer and goes out after the next start.
+
+If the bridge refuses the device, the agent becomes FAULTED with the reason, but the streamers keep
+storing ticks so nothing is lost once the key is fixed and the agent restarted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sqlite3
+from collections.abc import Sequence
+from contextlib import suppress
+from dataclasses import dataclass
+
+from aitrading.agent.buffer import DurableBuffer
+from aitrading.agent.client import BridgeClient, LinkState
+from aitrading.agent.status import AgentStatus, SourceStatus, StatusServer, create_status_app
+from aitrading.agent.streamer import TickStreamer
+from aitrading.agent.terminal import TickSource
+from aitrading.common.clock import Clock, LiveClock
+from aitrading.common.config import AgentConfig
+from aitrading.common.errors import ConfigError
+from aitrading.common.lifecycle import Component
+from aitrading.model.wire import BridgeWelcome
+
+__all__ = ["Agent", "TerminalFeed"]
+
+
+@dataclass(frozen=True)
+class TerminalFeed:
+    """One MT5 terminal and what to read from it.
+
+    `feed` names the broker server (ticks go to `md.tick.<feed>.<symbol>`); with no `symbols` the agent
+    reads the terminal's visible (Market Watch) symbols. `offload=False` calls the terminal on the event
+    loop, for in-process simulated terminals.
+    """
+
+    feed: str
+    terminal: TickSource
+    symbols: tuple[str, ...] = ()
+    offload: bool = True
+
+
+class Agent(Component):
+    """Stream ticks from MT5 terminals to the data bridge without losing or duplicating any."""
+
+    name = "agent"
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        feeds: Sequence[TerminalFeed],
+        *,
+        device_key: str,
+        clock: Clock | None = None,
+        status_api: bool = False,
+        status_host: str = "127.0.0.1",
+        drain_timeout_s: float = 2.0,
+        window_batches: int = 64,
+        backoff_base_s: float = 0.5,
+        backoff_cap_s: float = 30.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        super().__init__()
+        if not feeds:
+            raise ConfigError("the agent needs at least one terminal feed")
+        if len({f.feed for f in feeds}) != len(feeds):
+            raise ConfigError("two terminal feeds share a feed name")
+        if not device_key:
+            raise ConfigError("the agent needs a device key (aitrading agent credentials)")
+        self.config = config
+        self.feeds = tuple(feeds)
+        self.clock: Clock = clock or LiveClock()
+        self.buffer: DurableBuffer | None = None
+        self.client: BridgeClient | None = None
+        self.streamers: list[TickStreamer] = []
+        self.status_server: StatusServer | None = None
+        self._key = device_key
+        self._status_api = status_api
+        self._status_host = status_host
+        self._drain_timeout = drain_timeout_s
+        self._client_opts = (window_batches, backoff_base_s, backoff_cap_s, rng)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._client_task: asyncio.Task[None] | None = None
+
+    def source(self, feed: str) -> str:
+        """Return the source id (`<device>/<feed>`) of `feed`."""
+        return f"{self.config.device_id}/{feed}"
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    async def _on_start(self) -> None:
+        try:
+            await self._build_and_start()
+        except BaseException:
+            await self._on_stop()  # release the buffer's lock and the terminal threads
+            raise
+
+    async def _build_and_start(self) -> None:
+        cfg = self.config
+        self.buffer = buffer = await asyncio.to_thread(DurableBuffer, cfg.buffer_path)
+        window, base, cap, rng = self._client_opts
+        client = BridgeClient(
+            buffer,
+            url=cfg.bridge_url,
+            device_id=cfg.device_id,
+            device_key=self._key,
+            sources=[self.source(f.feed) for f in self.feeds],
+            clock=self.clock,
+            window_batches=window,
+            backoff_base_s=base,
+            backoff_cap_s=cap,
+            rng=rng,
+            on_welcome=self._on_welcome,
+        )
+        self.client = client
+        for feed in self.feeds:
+            streamer = TickStreamer(
+                feed.terminal,
+                buffer,
+                src=self.source(feed.feed),
+                feed=feed.feed,
+                symbols=feed.symbols or await self._visible_symbols(feed),
+                clock=self.clock,
+                batch_max=cfg.batch_max,
+                flush_ms=cfg.flush_ms,
+                poll_ms=cfg.poll_ms,
+                offload=feed.offload,
+                on_batch=client.notify,
+            )
+            await streamer.load()
+            self.streamers.append(streamer)
+        if self._status_api:
+            self.status_server = StatusServer(
+                create_status_app(self.status), host=self._status_host, port=cfg.status_port
+            )
+            await self.status_server.start()
+        for streamer in self.streamers:
+            task = asyncio.create_task(streamer.run(), name=f"agent-stream-{streamer.feed}")
+            task.add_done_callback(self._on_task_done)
+            self._tasks.append(task)
+        self._client_task = asyncio.create_task(client.run(), name="agent-bridge-client")
+        self._client_task.add_done_callback(self._on_task_done)
+
+    async def _on_stop(self) -> None:
+        for streamer in self.streamers:
+            streamer.stop()
+        await asyncio.gather(*self._tasks, return_exceptions=True)  # each stores its partial batch
+        if self.client is not None:
+            if self.client.state is LinkState.CONNECTED:
+                await self.client.drain(self._drain_timeout)
+            await self.client.stop()
+        if self._client_task is not None:
+            with suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(self._client_task, timeout=5.0)
+        if self.status_server is not None:
+            await self.status_server.stop()
+        for streamer in self.streamers:
+            streamer.close()
+        if self.buffer is not None:
+            await asyncio.to_thread(self.buffer.close)
+        self._tasks.clear()
+        self.streamers = []
+        self.buffer = None
+        self._client_task = None
+
+    # -- status ------------------------------------------------------------------------------------
+
+    async def status(self) -> AgentStatus:
+        """Return what the local status API shows."""
+        client, buffer = self.client, self.buffer
+        depths: dict[str, int] = {}
+        if buffer is not None:
+            srcs = [s.src for s in self.streamers]
+            with suppress(sqlite3.ProgrammingError):  # closed while stopping
+                depths = await asyncio.to_thread(lambda: {src: buffer.depth(src) for src in srcs})
+        sources = [
+            SourceStatus(
+                src=s.src,
+                acked_seq=client.acked.get(s.src, 0) if client else 0,
+                buffered_batches=depths.get(s.src, 0),
+                symbols=list(s.symbols),
+            )
+            for s in self.streamers
+        ]
+        errors = [self.reason] if self.reason else []
+        errors += [client.last_error] if client and client.last_error else []
+        errors += [s.last_error for s in self.streamers if s.last_error]
+        return AgentStatus(
+            state=self.state.value,
+            link=client.state.value if client else "idle",
+            bridge_url=self.config.bridge_url,
+            device_id=self.config.device_id,
+            buffered_batches=buffer.depth() if buffer else 0,
+            buffered_ticks=buffer.depth_ticks() if buffer else 0,
+            ticks_per_s_read=sum(s.read.rate() for s in self.streamers),
+            ticks_per_s_sent=client.sent.rate() if client else 0.0,
+            ticks_read=sum(s.read.total for s in self.streamers),
+            ticks_sent=client.sent.total if client else 0,
+            reconnects=client.reconnects if client else 0,
+            sources=sources,
+            last_error=errors[0] if errors else "",
+        )
+
+    # -- internals ---------------------------------------------------------------------------------
+
+    def _on_welcome(self, welcome: BridgeWelcome) -> None:
+        for streamer in self.streamers:
+            streamer.limit_batch(welcome.max_batch_ticks)
+
+    def _on_task_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            self._log.error("agent_task_failed", task=task.get_name(), error=str(exc))
+            self.fault(str(exc))
+
+    async def _visible_symbols(self, feed: TerminalFeed) -> tuple[str, ...]:
+        infos = (
+            await asyncio.to_thread(feed.terminal.symbols_get)
+            if feed.offload
+            else feed.terminal.symbols_get()
+        )
+        names = tuple(str(s.name) for s in infos or () if getattr(s, "visible", True))
+        if not names:
+            code, text = feed.terminal.last_error()
+            raise ConfigError(f"terminal of feed {feed.feed!r} shows no symbols ({code} {text}); list them")
+        return names

@@ -1,0 +1,121 @@
+"""Trading account state (MT5's `AccountInfo` essentials) with exact, quantized money.
+
+`equity = balance + credit + floating`, `margin_free = equity − margin` and `margin_level = equity / margin ×
+100` (None while margin is 0). Money is quantized half away from zero to the account currency's `digits`
+(`values.money`); the margin level to 2 decimals, as MT5 shows it. Build states with `AccountState.of` and
+change them with `updated`, so the derived fields always agree with their inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from decimal import Decimal
+from fractions import Fraction
+
+import msgspec
+
+from aitrading.model._exact import fraction_to_money
+from aitrading.model.enums import MarginMode
+from aitrading.model.positions import Position
+from aitrading.model.values import money
+
+__all__ = ["AccountState", "MarginMode", "floating_of"]
+
+MARGIN_LEVEL_DIGITS = 2
+
+
+def floating_of(positions: Iterable[Position]) -> Decimal:
+    """Return the floating result of `positions`: their profit plus their swap (as MT5's equity counts)."""
+    return sum((p.profit + p.swap for p in positions), Decimal(0))
+
+
+class AccountState(msgspec.Struct, frozen=True, kw_only=True):
+    """Balance, equity and margin of one trading account at one moment; `profit` is the floating result."""
+
+    login: int
+    server: str = ""
+    currency: str
+    digits: int = 2
+    leverage: int
+    margin_mode: MarginMode
+    balance: Decimal
+    credit: Decimal
+    profit: Decimal
+    equity: Decimal
+    margin: Decimal
+    margin_free: Decimal
+    margin_level: Decimal | None
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        login: int,
+        currency: str,
+        leverage: int,
+        margin_mode: MarginMode,
+        balance: Decimal | int | str,
+        credit: Decimal | int | str = 0,
+        floating: Decimal | int | str = 0,
+        margin: Decimal | int | str = 0,
+        digits: int = 2,
+        server: str = "",
+    ) -> AccountState:
+        """Return the state with these inputs and the derived fields computed and quantized."""
+        balance_q, credit_q, floating_q, margin_q = (
+            money(v, digits) for v in (balance, credit, floating, margin)
+        )
+        if margin_q < 0:
+            raise ValueError(f"margin must not be negative, got {margin_q}")
+        equity = balance_q + credit_q + floating_q
+        level = (
+            None
+            if margin_q == 0
+            else fraction_to_money(Fraction(equity) * 100 / Fraction(margin_q), MARGIN_LEVEL_DIGITS)
+        )
+        return cls(
+            login=login,
+            server=server,
+            currency=currency,
+            digits=digits,
+            leverage=leverage,
+            margin_mode=margin_mode,
+            balance=balance_q,
+            credit=credit_q,
+            profit=floating_q,
+            equity=equity,
+            margin=margin_q,
+            margin_free=equity - margin_q,
+            margin_level=level,
+        )
+
+    def updated(
+        self,
+        *,
+        balance: Decimal | int | str | None = None,
+        credit: Decimal | int | str | None = None,
+        floating: Decimal | int | str | None = None,
+        margin: Decimal | int | str | None = None,
+    ) -> AccountState:
+        """Return the state with the given inputs changed and the derived fields recomputed."""
+        return AccountState.of(
+            login=self.login,
+            server=self.server,
+            currency=self.currency,
+            digits=self.digits,
+            leverage=self.leverage,
+            margin_mode=self.margin_mode,
+            balance=self.balance if balance is None else balance,
+            credit=self.credit if credit is None else credit,
+            floating=self.profit if floating is None else floating,
+            margin=self.margin if margin is None else margin,
+        )
+
+    @property
+    def hedging(self) -> bool:
+        """True for a hedging account (each deal IN opens its own position)."""
+        return self.margin_mode.is_hedging
+
+    def is_consistent(self) -> bool:
+        """Tell whether the derived fields agree with the inputs (e.g. after decoding from elsewhere)."""
+        return self == self.updated()
