@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
-import pyarrow as pa
+import pandas as pd  # type: ignore[import-untyped]  # no pandas-stubs in the environment
+import pyarrow as pa  # type: ignore[import-untyped]  # pyarrow ships no type information
 
 from aitrading.model.market import Tick, Timeframe
 from aitrading.storage.ticks import ChDBTickStore, next_tick_cursor
@@ -156,7 +156,7 @@ def compare_insert_paths(root: Path, sizes: list[int], repeats: int) -> None:
     """Time every path on the same batches, round-robin so background load hits them all alike."""
     from chdb.session import Session
 
-    session = Session(str(root / "raw"))
+    session: Any = Session(str(root / "raw"))  # type: ignore[no-untyped-call]  # chDB is untyped
     try:
         for n in sizes:
             batches = [make_ticks(n, offset=i) for i in range(repeats)]

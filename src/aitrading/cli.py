@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import sys
 import time
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -164,17 +166,22 @@ def bench_bus(
     nats: Annotated[bool, typer.Option(help="Also measure the NATS bus")] = True,
 ) -> None:
     """Messages/s through the in-process and NATS buses."""
-    from bench.bench_bus import main as run
-
-    run(n=n, nats=nats)
+    _bench("bench_bus").main(n=n, nats=nats)
 
 
 @bench_app.command("startup")
 def bench_startup(runs: Annotated[int, typer.Option(help="How many launches")] = 3) -> None:
     """Seconds from `aitrading up` launch to a ready gateway."""
-    from bench.bench_startup import main as run
+    _bench("bench_startup").main(runs=runs)
 
-    run(runs=runs)
+
+def _bench(name: str) -> Any:
+    root = Path(__file__).resolve().parents[2]
+    if not (root / "bench" / f"{name}.py").is_file():
+        raise AITradingError("benchmarks ship with the source tree (bench/); run them from a checkout")
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    return importlib.import_module(f"bench.{name}")
 
 
 def main() -> None:

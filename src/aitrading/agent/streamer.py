@@ -110,7 +110,7 @@ class TickStreamer:
                     await self.poll_once()
                     if self._pending and self._due():
                         await self.flush()
-                except Exception as exc:  # a poll or store failure: keep going, the cursors were rewound
+                except Exception as exc:  # terminal or store failure: nothing is lost (see flush), go on
                     self.last_error = f"{type(exc).__name__}: {exc}"
                     _log.exception("streamer_error", src=self.src)
                     await self._clock.sleep(_ERROR_PAUSE_S)

@@ -138,7 +138,10 @@ class SimulatorConfig(_Section):
     feed: str = "SIM"
     symbols: tuple[str, ...] = ("EURUSD", "GBPUSD", "USDJPY", "XAUUSD")
     seed: int = 7
-    ticks_per_second: float = 20.0
+    always_open: bool = True
+    """Trade around the clock (development demos, CI on weekends); False keeps FX hours and weekends."""
+    rate_factor: float = 1.0
+    """Multiplies the synthetic tick rate of every session."""
 
 
 class BridgeConfig(_Section):

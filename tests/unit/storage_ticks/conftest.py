@@ -28,9 +28,7 @@ KINDS = ["chdb", "clickhouse-connect/chdb", "clickhouse-server"]
 def _server_database() -> tuple[str, str]:
     """Return (admin URL, test database name) after creating the database, or skip."""
     if not CLICKHOUSE_URL:
-        pytest.skip(
-            "AITRADING_TEST_CLICKHOUSE_URL is not set: no ClickHouse server runs here (not a CI service either)"
-        )
+        pytest.skip("AITRADING_TEST_CLICKHOUSE_URL is not set: no ClickHouse server here (nor a CI service)")
     import clickhouse_connect
 
     name = f"aitrading_t_{uuid.uuid4().hex[:12]}"
@@ -57,6 +55,7 @@ async def stores(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         path = tmp_path / "chdb"
         factory = Stores(kind, lambda: ChDBTickStore(path))
     elif kind == "clickhouse-connect/chdb":
+        pytest.importorskip("clickhouse_connect.driver._chdbclient", reason="clickhouse-connect without chDB")
         url = f"chdb://{tmp_path / 'cc-chdb'}"
         factory = Stores(kind, lambda: ClickHouseTickStore(url))
     else:

@@ -233,13 +233,8 @@ class MemoryBus(Bus):
             return
         seen_queues: set[str] = set()
         for candidate in subs:
-            sub = candidate
-            if sub.queue is not None:
-                if sub.queue in seen_queues:
-                    continue
-                seen_queues.add(sub.queue)
-                sub = self._pick_queue_member(sub, subs)
-            if not sub.active:
+            sub = candidate if candidate.queue is None else self._queue_turn(candidate, subs, seen_queues)
+            if sub is None or not sub.active:
                 continue
             # One message at a time per subscription: a publisher that finds the handler busy (another task,
             # or the handler publishing to itself) leaves the message to the task already delivering.
@@ -263,6 +258,13 @@ class MemoryBus(Bus):
                     subj, queued = sub.backlog.popleft()
             finally:
                 sub.busy = False
+
+    def _queue_turn(self, candidate: _Sub, subs: list[_Sub], seen_queues: set[str]) -> _Sub | None:
+        """Pick the member of `candidate`'s queue group for this message, once per group."""
+        if candidate.queue in seen_queues:
+            return None
+        seen_queues.add(candidate.queue or "")
+        return self._pick_queue_member(candidate, subs)
 
     def _pick_queue_member(self, first: _Sub, subs: list[_Sub]) -> _Sub:
         members = [s for s in subs if s.queue == first.queue and s.pattern == first.pattern]

@@ -70,10 +70,6 @@ class _NatsDelivery:
             self._done = True
             await self._raw.nak(delay=delay if delay > 0 else None)
 
-    async def in_progress(self) -> None:
-        if not self._done:
-            await self._raw.in_progress()
-
 
 class _CoreSub:
     __slots__ = ("_sub",)

@@ -134,6 +134,9 @@ class TickCore:
         )
         columns = self._tick_columns(ticks) if ticks else None
         start = self._recover()
+        if mark_items and all(seq <= self._marks.get(src, -1) for src, seq in mark_items):
+            _log.info("tick_store_redelivery_skipped", marks=dict(mark_items), ticks=len(ticks))
+            return 0  # every batch in it is durable already: e.g. the retry of a write that did land
         merged = dict(self._marks)
         for src, seq in mark_items:
             merged[src] = max(seq, merged.get(src, seq))
@@ -281,7 +284,12 @@ class TickCore:
         self, feed: str, symbol: str, timeframe: Timeframe, from_ms: int, to_ms: int, point_raw: int
     ) -> list[Bar]:
         """See `TickStore.aggregate_bars`."""
-        tf = Timeframe(timeframe)
+        try:
+            tf = Timeframe(timeframe)
+        except ValueError:
+            raise BadInputError(
+                f"unknown timeframe {timeframe!r}; use one of {', '.join(Timeframe.__members__)}"
+            ) from None
         if isinstance(point_raw, bool) or not isinstance(point_raw, int) or point_raw <= 0:
             raise BadInputError(f"point_raw must be a positive raw price, got {point_raw!r}")
         if from_ms >= to_ms:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from typing import TypeVar
 
-from aitrading.common.errors import OperationalError
+from aitrading.common.errors import AITradingError, OperationalError, TemporaryError
 from aitrading.model.market import Bar, Tick, Timeframe
 from aitrading.storage.ticks._core import TickCore
 from aitrading.storage.ticks.base import _NO_MARKS, TickCursor, TickStore
@@ -50,7 +50,16 @@ class ExecutorTickStore(TickStore):
         if core is None or executor is None:
             raise OperationalError(f"{type(self).__name__} is not started (state {self.state.value})")
         call = functools.partial(fn, core, *args)
-        return await asyncio.get_running_loop().run_in_executor(executor, call)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(executor, call)
+        except AITradingError:
+            raise
+        except Exception as exc:
+            raise self._translate(exc) from exc
+
+    def _translate(self, exc: Exception) -> AITradingError:
+        """Map a driver exception to the platform's recovery groups (default: retry)."""
+        return TemporaryError(f"{self.name}: {type(exc).__name__}: {exc}")
 
     async def write_ticks(self, ticks: Sequence[Tick], marks: Mapping[str, int] = _NO_MARKS) -> int:
         return await self._run(TickCore.write_ticks, list(ticks), dict(marks))

@@ -13,7 +13,9 @@ Contract highlights
   A caller builds it from the ticks it already has with `next_tick_cursor`, so pages need no hidden ids.
   Bar pages continue after a bar's `time` (bars are unique per time).
 - **One writer per database.** Ingest marks, the write ordinal and crash recovery assume one process
-  writes ticks; any number may read.
+  writes ticks (the data bridge). `write_ticks` and `durable_marks` belong to that writer alone: their
+  first call recovers from a crash and deletes torn writes, which in another process could be the
+  writer's INSERT in flight. Any number of processes may query.
 """
 
 from __future__ import annotations
@@ -69,9 +71,11 @@ class TickStore(Component):
 
         Either every tick and the marks are stored, or (after a crash) neither is: recovery removes a torn
         write before the next write. Sequences only grow per source (a source that restarts its numbering
-        needs a new name). If the call raises for any reason but bad input, the write may still have become
-        durable: ask `durable_marks()` before redelivering. Raise `BadInputError` for a value no column
-        holds; nothing is written then.
+        needs a new name). A write whose marks are all durable already is a redelivery: it is skipped and
+        returns 0. So retrying a write that raised (it may still have landed) stores it exactly once.
+
+        Raise `BadInputError` for a value no column holds (nothing is written) and `TemporaryError` when
+        the database fails (retry with backoff).
         """
 
     @abstractmethod

@@ -21,7 +21,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from aitrading.common.errors import OperationalError, TemporaryError
+from aitrading.common.errors import AITradingError, OperationalError, TemporaryError
 from aitrading.storage.ticks._core import Columns, TickCore, arrow_table
 from aitrading.storage.ticks._executor_store import ExecutorTickStore
 
@@ -88,6 +88,13 @@ class ClickHouseTickStore(ExecutorTickStore):
     def url(self) -> str:
         """The server URL without its password."""
         return redact_url(self._url)
+
+    def _translate(self, exc: Exception) -> AITradingError:
+        from clickhouse_connect.driver.exceptions import ProgrammingError
+
+        if isinstance(exc, ProgrammingError):  # the SQL or the schema is wrong: retrying will not help
+            return OperationalError(f"{self.name}: {exc}")
+        return super()._translate(exc)
 
     async def _open(self) -> tuple[TickCore, Executor]:
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")

@@ -1,0 +1,71 @@
+"""The development feed: a simulated MT5 terminal read by a PC agent that streams to the data bridge.
+
+`aitrading up` runs it in process; `aitrading agent` (and `up --split`) runs it as its own process. It is
+the same agent code that runs beside a real terminal; only the terminal is simulated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Awaitable, Callable
+
+from aitrading.common.clock import Clock, LiveClock
+from aitrading.common.config import PlatformConfig
+from aitrading.common.errors import ConfigError
+
+__all__ = ["build_simulated_terminal", "run_agent_forever", "start_simulated_agent"]
+
+
+def build_simulated_terminal(config: PlatformConfig, clock: Clock) -> object:
+    """Return an initialized simulated terminal for the configured symbols."""
+    from aitrading.mt5.sim import SimulatedTerminal, SyntheticTickSource
+    from aitrading.mt5.specs import DEFAULT_SPECS
+
+    sim = config.simulator
+    unknown = [s for s in sim.symbols if s not in DEFAULT_SPECS]
+    if unknown:
+        raise ConfigError(
+            f"simulator.symbols: no spec for {', '.join(unknown)}; known: {', '.join(sorted(DEFAULT_SPECS))}"
+        )
+    source = SyntheticTickSource(
+        seed=sim.seed,
+        feed=sim.feed,
+        warmup_s=5.0,
+        always_open=sim.always_open,
+        rate_factor=sim.rate_factor,
+    )
+    terminal = SimulatedTerminal(clock, [DEFAULT_SPECS[s] for s in sim.symbols], source, feed=sim.feed, seed=sim.seed)
+    terminal.initialize()
+    return terminal
+
+
+async def start_simulated_agent(
+    config: PlatformConfig, clock: Clock, *, status_api: bool = True
+) -> Callable[[], Awaitable[None]]:
+    """Start a simulated terminal and an agent streaming it; return the coroutine function that stops them."""
+    from aitrading.agent.service import Agent, TerminalFeed
+
+    terminal = build_simulated_terminal(config, clock)
+    agent = Agent(
+        config.agent,
+        [TerminalFeed(feed=config.simulator.feed, terminal=terminal, symbols=config.simulator.symbols, offload=False)],  # type: ignore[arg-type]
+        device_key=config.security.dev_device_key.get_secret_value(),
+        clock=clock,
+        status_api=status_api,
+    )
+    await agent.start()
+    return agent.stop
+
+
+async def run_agent_forever(config: PlatformConfig) -> None:
+    """Run the simulated agent until SIGINT/SIGTERM, then stop it cleanly."""
+    stop_event = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop_event.set)
+    stop = await start_simulated_agent(config, LiveClock())
+    try:
+        await stop_event.wait()
+    finally:
+        await stop()
