@@ -6,12 +6,20 @@ average price is an exact fraction. Redelivered events are harmless (the bus del
 fill whose deal the order has booked, an acceptance with the ticket it has, and a terminal event repeating
 the terminal state the order is in all return the order unchanged.
 
-    STARTED ──Submitted──▶ REQUEST_ADD ──Accepted──▶ PLACED ◀──Modified / Rejected──┐
-       │                      │    │                  │  │                            │
-     Denied              Rejected  fills            fills ModifySubmitted ─▶ REQUEST_MODIFY
-       ▼                      ▼    ▼                  ▼  CancelSubmitted ──▶ REQUEST_CANCEL
-    REJECTED              REJECTED PARTIAL ──fills──▶ FILLED
-    live states (REQUEST_ADD, PLACED, PARTIAL, REQUEST_*) ──Canceled──▶ CANCELED, ──Expired──▶ EXPIRED
+    event                   legal in                                    leads to
+    OrderSubmitted          STARTED                                     REQUEST_ADD
+    OrderDenied             STARTED                                     REJECTED
+    OrderAccepted           REQUEST_ADD                                 PLACED
+    OrderRejected           REQUEST_ADD                                 REJECTED
+                            REQUEST_MODIFY, REQUEST_CANCEL              PLACED or PARTIAL, as it was
+    Order(Partially)Filled  REQUEST_ADD, PLACED, PARTIAL, REQUEST_*     PARTIAL (REQUEST_* stay) or FILLED
+    OrderModifySubmitted    PLACED, PARTIAL                             REQUEST_MODIFY
+    OrderModified           PLACED, PARTIAL, REQUEST_MODIFY             PLACED or PARTIAL, new prices
+    OrderCancelSubmitted    PLACED, PARTIAL, REQUEST_MODIFY             REQUEST_CANCEL
+    OrderCanceled           REQUEST_ADD, PLACED, PARTIAL, REQUEST_*     CANCELED
+    OrderExpired            PLACED, PARTIAL, REQUEST_*                  EXPIRED
+
+A request that fails `request_problems` never becomes an `Order`: the engine answers it with `OrderDenied`.
 """
 
 from __future__ import annotations

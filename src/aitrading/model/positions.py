@@ -145,6 +145,7 @@ def apply_deal_netting(
 
     Same side adds and re-averages; the opposite side reduces, closes (→ None) or reverses (the rest opens
     on the other side at the deal price, keeping the identifier and taking the deal's order as ticket).
+    The deal's `entry` is not consulted; `netting_entry` says what it should be.
     """
     _check_trade(deal)
     if position is None:
