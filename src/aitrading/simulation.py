@@ -48,7 +48,7 @@ async def start_simulated_agent(
 
     terminal = build_simulated_terminal(config, clock)
     agent = Agent(
-        config.agent,
+        config.resolved_agent(),
         [TerminalFeed(feed=config.simulator.feed, terminal=terminal, symbols=config.simulator.symbols, offload=False)],  # type: ignore[arg-type]
         device_key=config.security.dev_device_key.get_secret_value(),
         clock=clock,

@@ -71,6 +71,8 @@ class Agent(Component):
             raise ConfigError("the agent needs at least one terminal feed")
         if len({f.feed for f in feeds}) != len(feeds):
             raise ConfigError("two terminal feeds share a feed name")
+        if config.buffer_path is None or not config.bridge_url:
+            raise ConfigError("agent config needs bridge_url and buffer_path (see PlatformConfig.resolved_agent)")
         if not device_key:
             raise ConfigError("the agent needs a device key (aitrading agent credentials)")
         self.config = config
@@ -103,6 +105,7 @@ class Agent(Component):
 
     async def _build_and_start(self) -> None:
         cfg = self.config
+        assert cfg.buffer_path is not None  # checked in __init__
         self.buffer = buffer = await asyncio.to_thread(DurableBuffer, cfg.buffer_path)
         window, base, cap, rng = self._client_opts
         client = BridgeClient(

@@ -156,12 +156,14 @@ class BridgeConfig(_Section):
 class AgentConfig(_Section):
     """The PC agent."""
 
-    bridge_url: str = "ws://127.0.0.1:8001/ws/agent"
+    bridge_url: str = ""
+    """Empty: the platform's own bridge (`services.host`/`services.bridge`)."""
     device_id: str = "dev-device"
     batch_max: int = 2_000
     flush_ms: int = 50
     poll_ms: int = 20
-    buffer_path: Path = Path("var/agent-buffer.sqlite")
+    buffer_path: Path | None = None
+    """None: `agent-buffer.sqlite` under `storage.data_dir`."""
     status_port: int = 9001
 
 
@@ -219,6 +221,25 @@ class PlatformConfig(BaseSettings):
         if bad:
             env = ", ".join(ENV_PREFIX + b.upper().replace(".", "__") for b in bad)
             raise ValueError(f"production mode needs real secrets; set {', '.join(bad)} ({env})")
+        return self
+
+    def resolved_agent(self) -> AgentConfig:
+        """The agent config with its bridge URL and buffer path filled in from the rest of the config."""
+        agent = self.agent
+        update: dict[str, Any] = {}
+        if not agent.bridge_url:
+            update["bridge_url"] = f"ws://{self.services.host}:{self.services.bridge}/ws/agent"
+        if agent.buffer_path is None:
+            update["buffer_path"] = self.storage.data_dir / "agent-buffer.sqlite"
+        return agent.model_copy(update=update) if update else agent
+
+    @model_validator(mode="after")
+    def _agent_fits_bridge(self) -> PlatformConfig:
+        if self.agent.batch_max > self.bridge.max_batch_ticks:
+            raise ValueError(
+                f"agent.batch_max ({self.agent.batch_max}) exceeds bridge.max_batch_ticks "
+                f"({self.bridge.max_batch_ticks}); the bridge would refuse every batch"
+            )
         return self
 
     def for_service(self) -> dict[str, Any]:

@@ -37,7 +37,7 @@ class Component(ABC):
     def __init__(self) -> None:
         self._state = ComponentState.CREATED
         self._reason = ""
-        self._log = structlog.get_logger(self.name)
+        self._log = structlog.get_logger().bind(component=self.name)
 
     @property
     def state(self) -> ComponentState:

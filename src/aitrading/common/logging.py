@@ -72,6 +72,7 @@ def configure_logging(level: str = "INFO", *, json: bool = True, service: str | 
         lg.handlers[:] = []
         lg.propagate = True
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def _bind_service(service: str) -> structlog.types.Processor:

@@ -41,13 +41,7 @@ from aitrading.mt5.api import (
     version,
 )
 from aitrading.mt5.constants import *  # noqa: F403 - the package's flat namespace of constants
-from aitrading.mt5.sim import (
-    ReplayTickSource,
-    SimAccount,
-    SimulatedTerminal,
-    SyntheticTickSource,
-    TickSource,
-)
+from aitrading.mt5.sim import ReplayTickSource, SimAccount, SimulatedTerminal, SyntheticTickSource
 from aitrading.mt5.specs import DEFAULT_PROFILES, DEFAULT_SPECS, SyntheticProfile, default_specs
 from aitrading.mt5.terminal import Terminal
 from aitrading.mt5.types import (
@@ -99,7 +93,6 @@ __all__ = [
     "Terminal",
     "TerminalInfo",
     "Tick",
-    "TickSource",
     "TradeDeal",
     "TradeOrder",
     "TradePosition",

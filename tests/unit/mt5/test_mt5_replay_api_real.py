@@ -119,9 +119,12 @@ def test_module_functions_read_like_the_package_once_a_terminal_is_selected() ->
 
 
 def test_every_terminal_kind_satisfies_the_protocol() -> None:
-    assert isinstance(synthetic_terminal(clock_at()), mt5.Terminal)
-    assert isinstance(mt5.RealTerminal(module=_FakePackage()), mt5.Terminal)
-    assert isinstance(mt5.Mt5LinuxTerminal(client=_FakePackage()), mt5.Terminal)
+    # The annotations make mypy check the signatures; isinstance checks the names at run time.
+    simulated: mt5.Terminal = synthetic_terminal(clock_at())
+    real: mt5.Terminal = mt5.RealTerminal(module=_FakePackage())
+    wine: mt5.Terminal = mt5.Mt5LinuxTerminal(client=_FakePackage())
+    for terminal in (simulated, real, wine):
+        assert isinstance(terminal, mt5.Terminal)
 
 
 # --- real adapters -----------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from mt5_helpers import (
 import aitrading.mt5 as mt5
 from aitrading.common.clock import TestClock
 from aitrading.common.errors import ConfigError
+from aitrading.model.values import price_raw
 from aitrading.mt5 import SimulatedTerminal, SyntheticTickSource, default_specs
 
 ALL = mt5.COPY_TICKS_ALL
@@ -156,6 +157,8 @@ def test_copied_ticks_match_the_source_exactly() -> None:
     assert ticks["time_msc"].tolist() == [t.time_msc for t in truth]
     assert ticks["bid"].tolist() == [float(f"{t.bid / 1e9:.5f}") for t in truth]
     assert ticks["ask"].tolist() == [float(f"{t.ask / 1e9:.5f}") for t in truth]
+    assert [price_raw(bid) for bid in ticks["bid"].tolist()] == [t.bid for t in truth]  # floats round-trip
+    assert [price_raw(ask) for ask in ticks["ask"].tolist()] == [t.ask for t in truth]
     assert (ticks["time"] == ticks["time_msc"] // 1000).all()
     assert ticks["flags"].tolist() == [t.flags for t in truth]
 

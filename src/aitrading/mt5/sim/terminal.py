@@ -14,7 +14,6 @@ to trade.
 
 from __future__ import annotations
 
-import fnmatch
 import threading
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
@@ -25,17 +24,26 @@ import numpy as np
 
 from aitrading.common.clock import Clock
 from aitrading.common.errors import ConfigError
-from aitrading.model.market import Tick as ModelTick
 from aitrading.model.symbols import SymbolSpec
-from aitrading.model.values import PRICE_SCALE, VOLUME_SCALE, price_float, volume_float
+from aitrading.model.values import PRICE_SCALE
 from aitrading.mt5 import constants as c
-from aitrading.mt5._internal import INVALID_PARAMS, NO_IPC, NOT_FOUND, OK, is_timeframe, to_ms
+from aitrading.mt5._internal import INVALID_PARAMS, NO_IPC, NOT_FOUND, OK, is_timeframe
+from aitrading.mt5.sim._convert import (
+    bounds,
+    flag_mask,
+    in_group,
+    is_count,
+    is_index,
+    ms_or_none,
+    rate_records,
+    symbol_info,
+    tick_records,
+    tick_tuple,
+)
 from aitrading.mt5.sim.history import BarColumns, SymbolHistory
 from aitrading.mt5.sim.sources import TickSource
 from aitrading.mt5.terminal import Records
 from aitrading.mt5.types import (
-    RATE_DTYPE,
-    TICK_DTYPE,
     AccountInfo,
     OrderCheckResult,
     OrderSendResult,
@@ -52,8 +60,6 @@ __all__ = ["SIM_BUILD", "SimAccount", "SimulatedTerminal"]
 SIM_BUILD = 4000
 _NOT_BUILT = (c.RES_E_UNSUPPORTED, "order execution in the simulated terminal is not built yet")
 _SYNC_STEP_MS = 3_600_000  # catch up a clock jump an hour at a time so memory stays bounded
-_INFO_FLAGS = c.TICK_FLAG_BID | c.TICK_FLAG_ASK
-_TRADE_FLAGS = c.TICK_FLAG_LAST | c.TICK_FLAG_VOLUME
 
 
 class SimAccount(msgspec.Struct, frozen=True, kw_only=True):
@@ -254,7 +260,7 @@ class SimulatedTerminal:
             return tuple(
                 self._symbol_info(history)
                 for name, history in self._history.items()
-                if group is None or _in_group(name, group)
+                if group is None or in_group(name, group)
             )
 
     def symbol_info(self, symbol: str) -> SymbolInfo | None:
@@ -278,7 +284,7 @@ class SimulatedTerminal:
             if history.last is None:
                 self._fail(NOT_FOUND)
                 return None
-            return _tick(history.last)
+            return tick_tuple(history.last)
 
     def symbol_select(self, symbol: str, enable: bool = True) -> bool:
         with self._lock:
@@ -292,57 +298,9 @@ class SimulatedTerminal:
 
     def _symbol_info(self, history: SymbolHistory) -> SymbolInfo:
         spec = history.spec
-        last, day = history.last, history.day
-        point = float(spec.point)
-        contract = float(spec.contract_size)
-        tick_value = contract * point * (self._rate(spec.currency_profit, self._account.currency) or 0.0)
-        selected = spec.name in self._selected
-        return SymbolInfo(
-            select=selected,
-            visible=selected,
-            time=0 if last is None else last.time_msc // 1000,
-            digits=spec.digits,
-            spread=spec.typical_spread if last is None else (last.ask - last.bid) // spec.point_raw,
-            spread_float=True,
-            trade_calc_mode=spec.trade_calc_mode,
-            trade_mode=c.SYMBOL_TRADE_MODE_FULL,
-            trade_stops_level=spec.stops_level,
-            trade_freeze_level=spec.freeze_level,
-            trade_exemode=c.SYMBOL_TRADE_EXECUTION_MARKET,
-            swap_mode=c.SYMBOL_SWAP_MODE_POINTS,
-            swap_rollover3days=c.DAY_OF_WEEK_WEDNESDAY,
-            expiration_mode=c.SYMBOL_EXPIRATION_GTC
-            | c.SYMBOL_EXPIRATION_DAY
-            | c.SYMBOL_EXPIRATION_SPECIFIED
-            | c.SYMBOL_EXPIRATION_SPECIFIED_DAY,
-            filling_mode=c.SYMBOL_FILLING_FOK | c.SYMBOL_FILLING_IOC,
-            order_mode=127,  # market, limit, stop, stop-limit, SL, TP, close-by
-            bid=0.0 if last is None else price_float(last.bid),
-            bidhigh=0.0 if day is None else price_float(day.bid_high),
-            bidlow=0.0 if day is None else price_float(day.bid_low),
-            ask=0.0 if last is None else price_float(last.ask),
-            askhigh=0.0 if day is None else price_float(day.ask_high),
-            asklow=0.0 if day is None else price_float(day.ask_low),
-            point=point,
-            trade_tick_value=tick_value,
-            trade_tick_value_profit=tick_value,
-            trade_tick_value_loss=tick_value,
-            trade_tick_size=point,
-            trade_contract_size=contract,
-            volume_min=volume_float(spec.volume_min),
-            volume_max=volume_float(spec.volume_max),
-            volume_step=volume_float(spec.volume_step),
-            swap_long=float(spec.swap_long),
-            swap_short=float(spec.swap_short),
-            session_open=0.0 if day is None else price_float(day.open_bid),
-            margin_hedged=contract,
-            currency_base=spec.currency_base,
-            currency_profit=spec.currency_profit,
-            currency_margin=spec.currency_margin,
-            description=spec.description,
-            name=spec.name,
-            path=spec.path,
-        )
+        rate = self._rate(spec.currency_profit, self._account.currency)
+        tick_value = float(spec.contract_size) * float(spec.point) * (rate or 0.0)
+        return symbol_info(history, selected=spec.name in self._selected, tick_value=tick_value)
 
     def _rate(self, source: str, target: str) -> float | None:
         """Return the mid price converting `source` currency to `target`, from a direct pair if quoted."""
@@ -363,9 +321,9 @@ class SimulatedTerminal:
             history = self._symbol(symbol)
             if history is None:
                 return None
-            mask = _flag_mask(flags)
-            from_ms = _ms_or_none(date_from)
-            if mask is None or from_ms is None or not _is_count(count):
+            mask = flag_mask(flags)
+            from_ms = ms_or_none(date_from)
+            if mask is None or from_ms is None or not is_count(count):
                 self._fail(INVALID_PARAMS)
                 return None
             self._sync()
@@ -376,7 +334,7 @@ class SimulatedTerminal:
             else:
                 matching = (history.ticks["flags"][first:] & mask) != 0
                 rows = first + np.flatnonzero(matching)[:count]
-            return _tick_records(history, rows)
+            return tick_records(history, rows)
 
     def copy_ticks_range(self, symbol: str, date_from: object, date_to: object, flags: int) -> Records | None:
         with self._lock:
@@ -385,20 +343,20 @@ class SimulatedTerminal:
             history = self._symbol(symbol)
             if history is None:
                 return None
-            mask = _flag_mask(flags)
-            bounds = _bounds(date_from, date_to)
-            if mask is None or bounds is None:
+            mask = flag_mask(flags)
+            window = bounds(date_from, date_to)
+            if mask is None or window is None:
                 self._fail(INVALID_PARAMS)
                 return None
             self._sync()
             times = history.ticks["time_msc"]
-            first = int(np.searchsorted(times, bounds[0], "left"))
-            end = max(first, int(np.searchsorted(times, bounds[1], "right")))
+            first = int(np.searchsorted(times, window[0], "left"))
+            end = max(first, int(np.searchsorted(times, window[1], "right")))
             if mask == 0:
                 rows = np.arange(first, end)
             else:
                 rows = first + np.flatnonzero((history.ticks["flags"][first:end] & mask) != 0)
-            return _tick_records(history, rows)
+            return tick_records(history, rows)
 
     # --- bars -------------------------------------------------------------------------------------------
     def _bars(self, symbol: str, timeframe: int) -> BarColumns | None:
@@ -415,28 +373,28 @@ class SimulatedTerminal:
         with self._lock:
             if not self._ready():
                 return None
-            from_ms = _ms_or_none(date_from)
-            if from_ms is None or not _is_count(count):
+            from_ms = ms_or_none(date_from)
+            if from_ms is None or not is_count(count):
                 self._fail(INVALID_PARAMS)
                 return None
             bars = self._bars(symbol, timeframe)
             if bars is None:
                 return None
             end = int(np.searchsorted(bars.time * 1000, from_ms, "right"))
-            return _rate_records(bars, max(0, end - count), end)
+            return rate_records(bars, max(0, end - count), end)
 
     def copy_rates_from_pos(self, symbol: str, timeframe: int, start_pos: int, count: int) -> Records | None:
         with self._lock:
             if not self._ready():
                 return None
-            if not _is_count(count) or not _is_index(start_pos):
+            if not is_count(count) or not is_index(start_pos):
                 self._fail(INVALID_PARAMS)
                 return None
             bars = self._bars(symbol, timeframe)
             if bars is None:
                 return None
             end = max(0, len(bars.time) - start_pos)
-            return _rate_records(bars, max(0, end - count), end)
+            return rate_records(bars, max(0, end - count), end)
 
     def copy_rates_range(
         self, symbol: str, timeframe: int, date_from: object, date_to: object
@@ -444,17 +402,17 @@ class SimulatedTerminal:
         with self._lock:
             if not self._ready():
                 return None
-            bounds = _bounds(date_from, date_to)
-            if bounds is None:
+            window = bounds(date_from, date_to)
+            if window is None:
                 self._fail(INVALID_PARAMS)
                 return None
             bars = self._bars(symbol, timeframe)
             if bars is None:
                 return None
             opened_ms = bars.time * 1000
-            first = int(np.searchsorted(opened_ms, bounds[0], "left"))
-            end = max(first, int(np.searchsorted(opened_ms, bounds[1], "right")))
-            return _rate_records(bars, first, end)
+            first = int(np.searchsorted(opened_ms, window[0], "left"))
+            end = max(first, int(np.searchsorted(opened_ms, window[1], "right")))
+            return rate_records(bars, first, end)
 
     # --- trading (not built yet) ------------------------------------------------------------------------
     def _not_built(self) -> None:
@@ -515,96 +473,3 @@ class SimulatedTerminal:
     ) -> tuple[TradeDeal, ...] | None:
         self._not_built()
         return None
-
-
-def _is_count(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
-def _is_index(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _ms_or_none(value: object) -> int | None:
-    try:
-        return to_ms(value)
-    except TypeError:
-        return None
-
-
-def _bounds(date_from: object, date_to: object) -> tuple[int, int] | None:
-    first, last = _ms_or_none(date_from), _ms_or_none(date_to)
-    return None if first is None or last is None else (first, last)
-
-
-def _flag_mask(flags: object) -> int | None:
-    """Return the tick-flag mask a `COPY_TICKS_*` value selects (0 = every tick), or None if invalid."""
-    if not isinstance(flags, int) or isinstance(flags, bool):
-        return None
-    if flags == c.COPY_TICKS_ALL:
-        return 0
-    wanted = flags & (c.COPY_TICKS_INFO | c.COPY_TICKS_TRADE)
-    if flags < 0 or not wanted or wanted != flags:
-        return None
-    return (_INFO_FLAGS if wanted & c.COPY_TICKS_INFO else 0) | (
-        _TRADE_FLAGS if wanted & c.COPY_TICKS_TRADE else 0
-    )
-
-
-def _in_group(name: str, group: str) -> bool:
-    """Match MT5's group mask: comma-separated wildcards, `!` excluding; no inclusion means all."""
-    include: list[str] = []
-    exclude: list[str] = []
-    for part in group.split(","):
-        pattern = part.strip().upper()
-        if pattern.startswith("!"):
-            exclude.append(pattern[1:])
-        elif pattern:
-            include.append(pattern)
-    upper = name.upper()
-    if include and not any(fnmatch.fnmatchcase(upper, p) for p in include):
-        return False
-    return not any(fnmatch.fnmatchcase(upper, p) for p in exclude)
-
-
-def _tick(tick: ModelTick) -> Tick:
-    return Tick(
-        time=tick.time_msc // 1000,
-        bid=price_float(tick.bid),
-        ask=price_float(tick.ask),
-        last=price_float(tick.last),
-        volume=tick.volume // VOLUME_SCALE,
-        time_msc=tick.time_msc,
-        flags=tick.flags,
-        volume_real=volume_float(tick.volume),
-    )
-
-
-def _tick_records(history: SymbolHistory, rows: np.ndarray[Any, np.dtype[np.intp]]) -> Records:
-    ticks = history.ticks
-    out = np.empty(len(rows), TICK_DTYPE)
-    time_msc = ticks["time_msc"][rows]
-    volume = ticks["volume"][rows]
-    out["time"] = time_msc // 1000
-    out["bid"] = ticks["bid"][rows] / PRICE_SCALE
-    out["ask"] = ticks["ask"][rows] / PRICE_SCALE
-    out["last"] = ticks["last"][rows] / PRICE_SCALE
-    out["volume"] = volume // VOLUME_SCALE
-    out["time_msc"] = time_msc
-    out["flags"] = ticks["flags"][rows]
-    out["volume_real"] = volume / VOLUME_SCALE
-    return out
-
-
-def _rate_records(bars: BarColumns, first: int, end: int) -> Records:
-    out = np.empty(max(0, end - first), RATE_DTYPE)
-    window = slice(first, end)
-    out["time"] = bars.time[window]
-    out["open"] = bars.open[window] / PRICE_SCALE
-    out["high"] = bars.high[window] / PRICE_SCALE
-    out["low"] = bars.low[window] / PRICE_SCALE
-    out["close"] = bars.close[window] / PRICE_SCALE
-    out["tick_volume"] = bars.tick_volume[window]
-    out["spread"] = bars.spread[window]
-    out["real_volume"] = bars.real_volume[window]
-    return out
