@@ -147,3 +147,19 @@ def test_market_hours_edges() -> None:
     assert market_hours.session_at(MONDAY_MS + 15 * HOUR_MS) is market_hours.ROLLOVER
     assert market_hours.next_change_ms(MONDAY_MS) == MONDAY_MS + HOUR_MS  # 07:00 London
     assert market_hours.next_change_ms(MONDAY_MS + 16 * HOUR_MS + 5) == MONDAY_MS + 18 * HOUR_MS  # midnight
+
+
+def test_always_open_source_ticks_through_the_weekend_and_rate_factor_scales_arrivals() -> None:
+    from aitrading.mt5.sim import SyntheticTickSource
+    from aitrading.mt5.specs import DEFAULT_SPECS
+
+    saturday_noon = 1_763_812_800_000  # 2025-11-22 12:00 UTC
+    specs = {"EURUSD": DEFAULT_SPECS["EURUSD"]}
+    closed = SyntheticTickSource(seed=1, start_ms=saturday_noon)
+    assert closed.advance(saturday_noon + 600_000, specs) == {}
+    slow = SyntheticTickSource(seed=1, start_ms=saturday_noon, always_open=True)
+    fast = SyntheticTickSource(seed=1, start_ms=saturday_noon, always_open=True, rate_factor=4.0)
+    n_slow = len(slow.advance(saturday_noon + 600_000, specs)["EURUSD"])
+    n_fast = len(fast.advance(saturday_noon + 600_000, specs)["EURUSD"])
+    assert n_slow > 0
+    assert n_fast > 2 * n_slow

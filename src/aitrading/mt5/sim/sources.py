@@ -52,6 +52,8 @@ class _Walk:
         "_elapsed_us",
         "_log_mid",
         "_rate",
+        "always_open",
+        "rate_factor",
         "_reopened",
         "_rng",
         "_spread",
@@ -67,8 +69,18 @@ class _Walk:
     )
 
     def __init__(
-        self, spec: SymbolSpec, profile: SyntheticProfile, seed: int, start_ms: int, feed: str
+        self,
+        spec: SymbolSpec,
+        profile: SyntheticProfile,
+        seed: int,
+        start_ms: int,
+        feed: str,
+        *,
+        always_open: bool = False,
+        rate_factor: float = 1.0,
     ) -> None:
+        self.always_open = always_open
+        self.rate_factor = rate_factor
         self.spec = spec
         self.profile = profile
         self.feed = feed
@@ -90,12 +102,12 @@ class _Walk:
     def _enter_session(self) -> None:
         """Skip a closed market and look up the session in force at the current time."""
         t_ms = self._t_us // _US_PER_MS
-        if not is_open(t_ms):
+        if not self.always_open and not is_open(t_ms):
             t_ms = next_open_ms(t_ms)
             self._t_us = t_ms * _US_PER_MS
             self._reopened = True
         session = session_at(t_ms)
-        self._rate = self.profile.tick_rate * session.rate_factor
+        self._rate = self.profile.tick_rate * session.rate_factor * self.rate_factor
         self._spread = self.spec.typical_spread * session.spread_factor
         self._change_us = next_change_ms(t_ms) * _US_PER_MS
 
@@ -152,6 +164,8 @@ class SyntheticTickSource:
 
     `start_ms` is where the walks begin; when None they begin at the first `advance`, `warmup_s` earlier,
     so a terminal has that much history the moment it starts. `profiles` defaults to `DEFAULT_PROFILES`.
+    `always_open` trades around the clock with no weekend (for demos and CI on any day); `rate_factor`
+    multiplies every session's tick rate.
     """
 
     def __init__(
@@ -162,9 +176,15 @@ class SyntheticTickSource:
         warmup_s: float = 0.0,
         profiles: Mapping[str, SyntheticProfile] | None = None,
         feed: str = "SIM",
+        always_open: bool = False,
+        rate_factor: float = 1.0,
     ) -> None:
         if warmup_s < 0:
             raise ConfigError(f"warmup_s must be >= 0, got {warmup_s}")
+        if not 0 < rate_factor <= 1000:
+            raise ConfigError(f"rate_factor must be in (0, 1000], got {rate_factor}")
+        self.always_open = always_open
+        self.rate_factor = rate_factor
         self.seed = seed
         self.feed = feed
         self._start_ms = start_ms
@@ -184,7 +204,13 @@ class SyntheticTickSource:
             walk = self._walks.get(name)
             if walk is None:
                 walk = self._walks[name] = _Walk(
-                    spec, self._profile(name), self.seed, self._start_ms, self.feed
+                    spec,
+                    self._profile(name),
+                    self.seed,
+                    self._start_ms,
+                    self.feed,
+                    always_open=self.always_open,
+                    rate_factor=self.rate_factor,
                 )
             ticks: list[Tick] = []
             while True:
