@@ -30,7 +30,7 @@ def one_run(timeout_s: float = 60.0) -> tuple[float, float, int]:
             AITRADING_AGENT__BUFFER_PATH=f"{data}/agent-buffer.sqlite",
         )
         started = time.perf_counter()
-        proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        proc = subprocess.Popen(
             [sys.executable, "-m", "aitrading", "up"],
             env=env,
             cwd=data,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -18,7 +18,9 @@ import pytest
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
-POSTGRES_URL = os.environ.get("AITRADING_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+POSTGRES_URL = os.environ.get(
+    "AITRADING_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
 REDIS_URL = os.environ.get("AITRADING_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 NATS_URL = os.environ.get("AITRADING_TEST_NATS_URL", "nats://127.0.0.1:4222")
 
@@ -26,7 +28,9 @@ NATS_URL = os.environ.get("AITRADING_TEST_NATS_URL", "nats://127.0.0.1:4222")
 def _reachable(url: str) -> bool:
     parsed = urlparse(url)
     host = parsed.hostname or "127.0.0.1"
-    port = parsed.port or {"postgresql": 5432, "redis": 6379, "nats": 4222}.get(parsed.scheme.split("+")[0], 0)
+    port = parsed.port or {"postgresql": 5432, "redis": 6379, "nats": 4222}.get(
+        parsed.scheme.split("+")[0], 0
+    )
     try:
         with socket.create_connection((host, port), timeout=1.0):
             return True
@@ -67,7 +71,10 @@ async def fresh_postgres_db(postgres_url: str) -> AsyncIterator[str]:
     parsed = urlparse(postgres_url.replace("+asyncpg", ""))
     name = f"aitrading_t_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(
-        host=parsed.hostname, port=parsed.port or 5432, user=parsed.username or "postgres", database="postgres"
+        host=parsed.hostname,
+        port=parsed.port or 5432,
+        user=parsed.username or "postgres",
+        database="postgres",
     )
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
@@ -90,8 +97,8 @@ def nats_url() -> str:
 
 
 @pytest.fixture
-def shared_data() -> Iterator[Path]:
+def shared_data() -> Path:
     """The shared real-market-data folder; tests that need it skip cleanly where it is absent."""
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared market data not found at {SHARED_DATA}")
-    yield SHARED_DATA
+    return SHARED_DATA

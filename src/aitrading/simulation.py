@@ -9,15 +9,19 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from aitrading.common.clock import Clock, LiveClock
 from aitrading.common.config import PlatformConfig
 from aitrading.common.errors import ConfigError
 
+if TYPE_CHECKING:
+    from aitrading.mt5.sim import SimulatedTerminal
+
 __all__ = ["build_simulated_terminal", "run_agent_forever", "start_simulated_agent"]
 
 
-def build_simulated_terminal(config: PlatformConfig, clock: Clock) -> object:
+def build_simulated_terminal(config: PlatformConfig, clock: Clock) -> SimulatedTerminal:
     """Return an initialized simulated terminal for the configured symbols."""
     from aitrading.mt5.sim import SimulatedTerminal, SyntheticTickSource
     from aitrading.mt5.specs import DEFAULT_SPECS
@@ -35,7 +39,9 @@ def build_simulated_terminal(config: PlatformConfig, clock: Clock) -> object:
         always_open=sim.always_open,
         rate_factor=sim.rate_factor,
     )
-    terminal = SimulatedTerminal(clock, [DEFAULT_SPECS[s] for s in sim.symbols], source, feed=sim.feed, seed=sim.seed)
+    terminal = SimulatedTerminal(
+        clock, [DEFAULT_SPECS[s] for s in sim.symbols], source, feed=sim.feed, seed=sim.seed
+    )
     terminal.initialize()
     return terminal
 
@@ -49,7 +55,11 @@ async def start_simulated_agent(
     terminal = build_simulated_terminal(config, clock)
     agent = Agent(
         config.resolved_agent(),
-        [TerminalFeed(feed=config.simulator.feed, terminal=terminal, symbols=config.simulator.symbols, offload=False)],  # type: ignore[arg-type]
+        [
+            TerminalFeed(
+                feed=config.simulator.feed, terminal=terminal, symbols=config.simulator.symbols, offload=False
+            )
+        ],
         device_key=config.security.dev_device_key.get_secret_value(),
         clock=clock,
         status_api=status_api,

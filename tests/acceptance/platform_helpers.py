@@ -42,10 +42,17 @@ def platform_env(data_dir: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def run_cli(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    args: list[str], env: dict[str, str], cwd: Path, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "aitrading", *args], env=env, cwd=cwd, capture_output=True, text=True,
-        timeout=timeout, check=False,
+        [sys.executable, "-m", "aitrading", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 
@@ -59,7 +66,7 @@ def wait_ready(base: str, proc: subprocess.Popen[str], timeout_s: float = 60) ->
     with httpx.Client(timeout=2.0) as client:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                out, err = proc.communicate()
+                _, err = proc.communicate()
                 raise AssertionError(f"platform exited {proc.returncode}: {err[-2000:]}")
             try:
                 resp = client.get(f"{base}/health/ready")
@@ -85,8 +92,12 @@ def metric(base: str, name: str, **labels: str) -> float:
 @contextmanager
 def running(args: list[str], env: dict[str, str], cwd: Path) -> Iterator[subprocess.Popen[str]]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "aitrading", *args], env=env, cwd=cwd, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "aitrading", *args],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         yield proc

@@ -30,7 +30,9 @@ def test_unknown_config_key_in_yaml_file_is_named(tmp_path: Path) -> None:
 
 
 def test_production_mode_without_real_secrets_refuses_to_start_and_names_them(tmp_path: Path) -> None:
-    env = platform_env(tmp_path, AITRADING_MODE="production", AITRADING_SECURITY__SECRET_KEY="s3cret-real-value")
+    env = platform_env(
+        tmp_path, AITRADING_MODE="production", AITRADING_SECURITY__SECRET_KEY="s3cret-real-value"
+    )
     result = run_cli(["up"], env, tmp_path)
     assert result.returncode == 2
     line = one_error_line(result.stderr)

@@ -72,7 +72,9 @@ class Agent(Component):
         if len({f.feed for f in feeds}) != len(feeds):
             raise ConfigError("two terminal feeds share a feed name")
         if config.buffer_path is None or not config.bridge_url:
-            raise ConfigError("agent config needs bridge_url and buffer_path (see PlatformConfig.resolved_agent)")
+            raise ConfigError(
+                "agent config needs bridge_url and buffer_path (see PlatformConfig.resolved_agent)"
+            )
         if not device_key:
             raise ConfigError("the agent needs a device key (aitrading agent credentials)")
         self.config = config

@@ -16,7 +16,7 @@ class MemorySink:
         self.writes = 0
         self.fail_next = 0
 
-    async def write_ticks(self, ticks: Sequence[Tick], marks: Mapping[str, int] = {}) -> int:  # noqa: B006
+    async def write_ticks(self, ticks: Sequence[Tick], marks: Mapping[str, int] = {}) -> int:
         if self.fail_next:
             self.fail_next -= 1
             raise OSError("disk unavailable")

@@ -1,12 +1,12 @@
 import asyncio
 from collections import Counter
 
+from fakes import MemorySink
+
 from aitrading.bridge.pipeline import IngestPipeline
 from aitrading.common.bus import MemoryBus, Message
 from aitrading.common.clock import LiveClock
 from aitrading.model.market import Tick
-
-from fakes import MemorySink
 
 
 def ticks(n: int, start: int = 1_700_000_000_000, symbol: str = "EURUSD") -> list[Tick]:
@@ -33,8 +33,9 @@ async def make(sink: MemorySink, **kw: int) -> tuple[IngestPipeline, MemoryBus, 
         seen.append((subject, msg))
 
     await bus.subscribe("md.tick.>", capture)
-    pipe = IngestPipeline(bus, sink, LiveClock(), flush_ms=kw.get("flush_ms", 10),
-                          flush_ticks=kw.get("flush_ticks", 1000))
+    pipe = IngestPipeline(
+        bus, sink, LiveClock(), flush_ms=kw.get("flush_ms", 10), flush_ticks=kw.get("flush_ticks", 1000)
+    )
     await pipe.start()
     return pipe, bus, seen
 

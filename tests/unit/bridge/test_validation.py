@@ -6,8 +6,13 @@ NOW_MS = 1_700_000_000_000
 
 
 def tick(bid: float = 1.1, ask: float = 1.1001, t: int = NOW_MS - 1000, **kw: object) -> Tick:
-    fields: dict[str, object] = {"feed": "SIM", "symbol": "EURUSD", "time_msc": t, "bid": price_raw(bid),
-                                 "ask": price_raw(ask)}
+    fields: dict[str, object] = {
+        "feed": "SIM",
+        "symbol": "EURUSD",
+        "time_msc": t,
+        "bid": price_raw(bid),
+        "ask": price_raw(ask),
+    }
     fields.update(kw)
     return Tick(**fields)  # type: ignore[arg-type]
 

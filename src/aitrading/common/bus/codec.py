@@ -18,9 +18,7 @@ _decoder: msgspec.msgpack.Decoder[Any] | None = None
 _encoder = msgspec.msgpack.Encoder()
 
 
-class Message(
-    msgspec.Struct, frozen=True, kw_only=True, tag=True, array_like=True, omit_defaults=True
-):
+class Message(msgspec.Struct, frozen=True, kw_only=True, tag=True, array_like=True, omit_defaults=True):
     """Base of every message on the bus. Subclass names must be unique across the platform."""
 
     registry: ClassVar[dict[str, type[Message]]] = _REGISTRY
