@@ -76,6 +76,7 @@ def up(
         from aitrading.launcher import run_split
 
         run_split(cfg, simulate=simulate, on_ready=lambda names: _ready_banner(cfg, started, names, simulate))
+        console.print("stopped cleanly")
         return
     from aitrading.kernel import Kernel
 

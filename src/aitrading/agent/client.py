@@ -19,7 +19,7 @@ import asyncio
 import enum
 import random
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from typing import Any
 from urllib.parse import urlparse
@@ -95,8 +95,10 @@ class BridgeClient:
         rng: random.Random | None = None,
         on_welcome: Callable[[BridgeWelcome], None] | None = None,
         on_message: Callable[[Message], None] | None = None,
+        symbols: Mapping[str, Mapping[str, int]] | None = None,
     ) -> None:
         self.url = url
+        self.symbols: dict[str, dict[str, int]] = {f: dict(d) for f, d in (symbols or {}).items()}
         self.device_id = device_id
         self.sources = tuple(sources)
         self.state = LinkState.IDLE
@@ -226,7 +228,12 @@ class BridgeClient:
     async def _handshake(self, ws: ClientConnection) -> None:
         await ws.send(
             encode(
-                AgentHello(device_id=self.device_id, agent_version=__version__, sources=list(self.sources))
+                AgentHello(
+                    device_id=self.device_id,
+                    agent_version=__version__,
+                    sources=list(self.sources),
+                    symbols={feed: dict(digits) for feed, digits in self.symbols.items()},
+                )
             )
         )
         async with asyncio.timeout(self._welcome_timeout):

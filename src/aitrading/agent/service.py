@@ -92,6 +92,20 @@ class Agent(Component):
         self._tasks: list[asyncio.Task[None]] = []
         self._client_task: asyncio.Task[None] | None = None
 
+    async def _digits(self, feed: TerminalFeed) -> dict[str, int]:
+        """Ask the terminal for each streamed symbol's digits (announced to the bridge in the hello)."""
+
+        def read() -> dict[str, int]:
+            infos = feed.terminal.symbols_get() or ()
+            wanted = set(feed.symbols)
+            return {
+                i.name: int(i.digits)
+                for i in infos
+                if getattr(i, "digits", None) is not None and (not wanted or i.name in wanted)
+            }
+
+        return await asyncio.to_thread(read) if feed.offload else read()
+
     def source(self, feed: str) -> str:
         """Return the source id (`<device>/<feed>`) of `feed`."""
         return f"{self.config.device_id}/{feed}"
@@ -122,6 +136,7 @@ class Agent(Component):
             backoff_cap_s=cap,
             rng=rng,
             on_welcome=self._on_welcome,
+            symbols={f.feed: await self._digits(f) for f in self.feeds},
         )
         self.client = client
         for feed in self.feeds:

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from aitrading.bridge.pipeline import IngestPipeline, LatestCache, TickSink
-from aitrading.bridge.validation import TickValidator, ValidationPolicy
+from aitrading.bridge.symbols import SymbolRegistry
 from aitrading.bridge.ws import AgentEndpoint, DeviceAuth
 from aitrading.common.bus import Bus, encode
 from aitrading.common.clock import Clock
 from aitrading.common.config import BridgeConfig
 from aitrading.common.service import Check, Service
+from aitrading.model.validation import TickValidator, ValidationPolicy
 
 __all__ = ["BridgeService"]
 
@@ -50,11 +51,13 @@ class BridgeService(Service):
             cache=cache,
             codec=encode,
         )
-        self.validator = TickValidator(clock.now_ms, policy, known_symbols)
+        self.symbols = SymbolRegistry()
+        self.validator = TickValidator(clock.now_ms, policy, known_symbols or self.symbols.known)
         self.endpoint = AgentEndpoint(
             self.pipeline,
             self.validator,
             authenticate,
+            self.symbols,
             max_batch_ticks=config.max_batch_ticks,
             max_frame_bytes=config.max_frame_bytes,
         )

@@ -16,10 +16,11 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
 from aitrading.bridge.pipeline import IngestPipeline
-from aitrading.bridge.validation import TickValidator
+from aitrading.bridge.symbols import SymbolRegistry
 from aitrading.common import metrics
 from aitrading.common.bus import decode, encode
 from aitrading.common.logging import correlation_id
+from aitrading.model.validation import TickValidator
 from aitrading.model.wire import AgentHello, BatchAck, BridgeError, BridgeWelcome, TickBatchFrame
 
 __all__ = ["AgentEndpoint", "DeviceAuth"]
@@ -51,6 +52,7 @@ class AgentEndpoint:
         pipeline: IngestPipeline,
         validator: TickValidator,
         authenticate: DeviceAuth,
+        registry: SymbolRegistry,
         *,
         max_batch_ticks: int,
         max_frame_bytes: int,
@@ -58,6 +60,7 @@ class AgentEndpoint:
         self._pipeline = pipeline
         self._validator = validator
         self._authenticate = authenticate
+        self._registry = registry
         self._max_batch = max_batch_ticks
         self._max_frame = max_frame_bytes
         self.router = APIRouter()
@@ -109,6 +112,10 @@ class AgentEndpoint:
         foreign = [s for s in hello.sources if not s.startswith(device + "/")]
         if foreign:
             raise _Close(4403, "forbidden", f"sources not owned by device {device}: {', '.join(foreign[:3])}")
+        feeds = {s.split("/", 1)[1] for s in hello.sources}
+        for feed, symbols in hello.symbols.items():
+            if feed in feeds:
+                self._registry.register(feed, symbols)
         welcome = BridgeWelcome(
             session=session,
             durable={s: self._pipeline.durable(s) for s in hello.sources},

@@ -9,6 +9,8 @@ a per-source sequence number; the bridge answers `BatchAck` only once that batch
 
 from __future__ import annotations
 
+import msgspec
+
 from aitrading.common.bus.codec import Message
 from aitrading.model.market import Tick
 
@@ -24,6 +26,8 @@ class AgentHello(Message, frozen=True):
     agent_version: str
     sources: list[str]
     protocol: int = PROTOCOL_VERSION
+    symbols: dict[str, dict[str, int]] = msgspec.field(default_factory=dict)
+    """Per feed, the symbols the agent streams and their digits (from the terminal's `symbol_info`)."""
 
 
 class BridgeWelcome(Message, frozen=True):

@@ -183,3 +183,21 @@ async def test_reconnecting_agent_learns_what_is_durable_and_resends_nothing_twi
     assert dup.duplicate
     assert len(bridge.sink.ticks) == 4
     await ws.close()
+
+
+async def test_announced_symbols_make_other_symbols_of_that_feed_unknown(bridge: Bridge) -> None:
+    ws = await websockets.connect(
+        bridge.url, additional_headers={"X-Device-Id": "dev-a", "Authorization": "Bearer key-a"}
+    )
+    hello = AgentHello(
+        device_id="dev-a", agent_version="t", sources=["dev-a/SIM"], symbols={"SIM": {"EURUSD": 5}}
+    )
+    await ws.send(encode(hello))
+    assert isinstance(decode(await ws.recv()), BridgeWelcome)
+    batch = now_ticks(2) + now_ticks(1, symbol="GBPUSD")
+    await ws.send(encode(TickBatchFrame(src="dev-a/SIM", seq=1, feed="SIM", ticks=batch)))
+    ack = decode(await ws.recv())
+    assert ack == BatchAck(src="dev-a/SIM", seq=1, accepted=2, rejected=1)
+    assert bridge.service.symbols.digits("SIM", "EURUSD") == 5
+    assert [t.symbol for t in bridge.sink.ticks] == ["EURUSD", "EURUSD"]
+    await ws.close()

@@ -1,5 +1,5 @@
-from aitrading.bridge.validation import TickValidator, ValidationPolicy
 from aitrading.model.market import Tick
+from aitrading.model.validation import TickValidator, ValidationPolicy
 from aitrading.model.values import price_raw
 
 NOW_MS = 1_700_000_000_000
