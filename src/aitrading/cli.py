@@ -157,6 +157,21 @@ def status(
 
 
 @app.command()
+def token(
+    subject: Annotated[str, typer.Option(help="Who the token is for")] = "cli",
+    tenant: Annotated[str | None, typer.Option(help="Tenant the caller acts for")] = None,
+    role: Annotated[list[str] | None, typer.Option(help="Role (repeatable)")] = None,
+    ttl: Annotated[int, typer.Option(help="Lifetime in seconds (at most a day)")] = 3600,
+) -> None:
+    """Print a signed service token for calling the platform's APIs (`Authorization: Bearer ...`)."""
+    from aitrading.common.auth import TokenService
+
+    cfg = load_config()
+    tokens = TokenService(cfg.security.service_token_secret.get_secret_value())
+    typer.echo(tokens.issue(subject, tenant=tenant, roles=role or (), ttl_s=ttl))
+
+
+@app.command()
 def version() -> None:
     """Print the version."""
     console.print(f"aitrading {__version__}")

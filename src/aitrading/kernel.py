@@ -14,6 +14,7 @@ from typing import Any
 
 import structlog
 
+from aitrading.common.auth import TokenService
 from aitrading.common.bus import Bus
 from aitrading.common.clock import Clock, LiveClock
 from aitrading.common.config import SERVICE_NAMES, PlatformConfig
@@ -63,6 +64,7 @@ class Kernel:
         self.ticks: Any = None
         self.cache: Any = None
         self.services: dict[str, Service] = {}
+        self.tokens = TokenService(config.security.service_token_secret.get_secret_value(), clock=self.clock)
         self._http = HttpServers()
         self._sim: Any = None
         self._agent: Any = None
