@@ -42,8 +42,8 @@ class TokenService:
     """Issues and verifies the platform's signed tokens."""
 
     def __init__(self, secret: str, *, clock: Clock | None = None, leeway_s: int = 5) -> None:
-        if len(secret) < 16:
-            raise ValueError("the token secret must be at least 16 characters")
+        if len(secret.encode()) < 32:
+            raise ValueError("the token secret must be at least 32 bytes (HMAC-SHA256, RFC 7518 §3.2)")
         self._secret = secret
         self._clock = clock or LiveClock()
         self._leeway = leeway_s

@@ -126,8 +126,8 @@ class BusConfig(_Section):
 class SecurityConfig(_Section):
     """Secrets and security switches. Defaults work in development only."""
 
-    secret_key: SecretStr = SecretStr(DEV_SECRET_PREFIX + "secret-key")
-    service_token_secret: SecretStr = SecretStr(DEV_SECRET_PREFIX + "service-token")
+    secret_key: SecretStr = SecretStr(DEV_SECRET_PREFIX + "secret-key-for-development-only")
+    service_token_secret: SecretStr = SecretStr(DEV_SECRET_PREFIX + "service-token-for-development-only")
     dev_device_key: SecretStr = SecretStr(DEV_SECRET_PREFIX + "device-key-0001")
 
 

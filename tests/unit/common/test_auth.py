@@ -6,7 +6,7 @@ from fastapi.testclient import TestClient
 from aitrading.common.auth import Principal, TokenService, principal_dependency
 from aitrading.common.clock import TestClock
 
-SECRET = "a-test-secret-of-enough-length"
+SECRET = "a-test-secret-of-enough-length-32b+"
 
 
 def make() -> tuple[TokenService, TestClock, TestClient]:
@@ -33,7 +33,7 @@ def test_valid_token_resolves_to_its_principal() -> None:
 def test_missing_malformed_forged_expired_and_alg_none_tokens_get_401_with_a_reason() -> None:
     tokens, clock, client = make()
     good = tokens.issue("svc", ttl_s=60)
-    forged = TokenService("another-secret-entirely-x", clock=clock).issue("svc")
+    forged = TokenService("another-secret-entirely-x-of-32-bytes", clock=clock).issue("svc")
     unsigned = jwt.encode(
         {"sub": "svc", "iss": "aitrading", "aud": "aitrading", "exp": 2**40, "iat": 0},
         key=None,
@@ -61,7 +61,7 @@ def test_missing_malformed_forged_expired_and_alg_none_tokens_get_401_with_a_rea
 
 
 def test_short_secrets_and_overlong_lifetimes_are_refused() -> None:
-    with pytest.raises(ValueError, match="at least 16"):
+    with pytest.raises(ValueError, match="at least 32"):
         TokenService("short")
     with pytest.raises(ValueError, match="ttl_s"):
         TokenService(SECRET).issue("svc", ttl_s=10**7)
