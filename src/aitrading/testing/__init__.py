@@ -1,0 +1,1 @@
+"""Test kit: rigs that run real platform parts for benchmarks and acceptance tests."""
