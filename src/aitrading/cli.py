@@ -17,6 +17,8 @@ from rich.panel import Panel
 from rich.table import Table
 
 from aitrading import __version__
+from aitrading.agent import cli as agent_cli
+from aitrading.history import cli as history_cli
 from aitrading.common.config import SERVICE_NAMES, PlatformConfig, load_config
 from aitrading.common.errors import AITradingError
 from aitrading.common.logging import configure_logging
@@ -30,6 +32,8 @@ app = typer.Typer(
 )
 bench_app = typer.Typer(help="Benchmarks that print figures (never pass/fail).", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+app.add_typer(history_cli.app, name="import", help="Import history files (ticks, bars) into the tick store.")
+app.add_typer(agent_cli.app, name="agent")
 console = Console()
 err = Console(stderr=True)
 
@@ -102,25 +106,6 @@ def serve(
 
 
 @app.command()
-def agent(
-    simulate: Annotated[
-        bool, typer.Option(help="Read a simulated MT5 terminal instead of a real one")
-    ] = True,
-    log_level: Annotated[str | None, typer.Option(help="Log level on stderr")] = None,
-) -> None:
-    """Run the PC agent: stream a terminal's ticks to the data bridge."""
-    from aitrading.simulation import run_agent_forever
-
-    cfg = _config(log_level or "INFO")
-    if not simulate:
-        raise AITradingError(
-            "a real MT5 terminal needs the Windows MetaTrader5 package or mt5linux; "
-            "connecting the agent to them is planned with the market-data issue"
-        )
-    asyncio.run(run_agent_forever(cfg))
-
-
-@app.command()
 def status(
     gateway: Annotated[str | None, typer.Option(help="Gateway base URL")] = None,
     bridge: Annotated[str | None, typer.Option(help="Data bridge base URL")] = None,
@@ -184,6 +169,12 @@ def bench_bus(
 ) -> None:
     """Messages/s through the in-process and NATS buses."""
     _bench("bench_bus").main(n=n, nats=nats)
+
+
+@bench_app.command("ingest")
+def bench_ingest(n: Annotated[int, typer.Option("--ticks", help="Ticks per measurement")] = 1_000_000) -> None:
+    """Ticks/s and latency from agent through the bridge into store and bus."""
+    _bench("bench_ingest").main(n=n)
 
 
 @bench_app.command("startup")

@@ -99,7 +99,7 @@ def run_split(cfg: PlatformConfig, *, simulate: bool, on_ready: Callable[[list[s
             if stop["now"]:
                 return
         if simulate:
-            procs.append(_spawn("agent", ["agent", "--simulate"], env, logs))
+            procs.append(_spawn("agent", ["agent", "run", "--terminal", "sim", "--dev-key"], env, logs))
         on_ready(order)
         while not stop["now"]:
             for name, proc, _ in procs:

@@ -248,10 +248,11 @@ class PlatformConfig(BaseSettings):
 
 
 def _unknown_env_keys() -> list[str]:
-    known = {name.upper() for name in PlatformConfig.model_fields} | {"CONFIG"}
+    # AGENT_PASSPHRASE unlocks the agent's credential file; TEST_* point the test suite at servers.
+    known = {name.upper() for name in PlatformConfig.model_fields} | {"CONFIG", "AGENT_PASSPHRASE"}
     out = []
     for key in os.environ:
-        if key.startswith(ENV_PREFIX):
+        if key.startswith(ENV_PREFIX) and not key.startswith(ENV_PREFIX + "TEST_"):
             head = key[len(ENV_PREFIX) :].split("__", 1)[0]
             if head not in known:
                 out.append(key)
