@@ -30,7 +30,7 @@ def build(name: str, kernel: Kernel) -> Service:
     if name == "dbservice":
         from aitrading.dbservice.service import DatabaseService
 
-        return DatabaseService(checks)
+        return DatabaseService(checks, store=kernel.ticks, tokens=kernel.tokens)
     if name == "hub":
         from aitrading.hub.service import HubService
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from aitrading.bridge.bars import BarBuilder
 from aitrading.bridge.pipeline import IngestPipeline, LatestCache, TickSink
 from aitrading.bridge.symbols import SymbolRegistry
 from aitrading.bridge.ws import AgentEndpoint, DeviceAuth
@@ -17,13 +18,14 @@ __all__ = ["BridgeService"]
 
 
 class BridgeService(Service):
-    """Agent WebSocket → validation → bus + tick store + latest-tick cache."""
+    """Agent WebSocket → validation → bus + tick store + bars M1…D1 + latest-tick cache."""
 
     name = "bridge"
     capabilities = (
         "agent websocket with device keys, sequence numbers and acks after durable store",
-        "per-tick validation with rejections counted by reason",
+        "per-tick validation with rejections counted by reason, spike filter included",
         "publish md.tick.<feed>.<symbol>",
+        "bars M1…D1 built like MT5's, published on md.bar.<feed>.<symbol>.<tf> and stored",
         "batched tick store writes, exactly once across bridge restarts",
         "latest tick per symbol in the cache",
     )
@@ -42,6 +44,10 @@ class BridgeService(Service):
         checks: dict[str, Check] | None = None,
     ) -> None:
         super().__init__()
+        policy = policy or ValidationPolicy()
+        self.symbols = SymbolRegistry()
+        # A tick the validator lets go back in time must still find its closed bar to correct it.
+        bars = BarBuilder(digits_of=self.symbols.digits, late_ms=policy.backwards_tolerance_ms)
         self.pipeline = IngestPipeline(
             bus,
             store,
@@ -50,8 +56,8 @@ class BridgeService(Service):
             flush_ticks=config.store_flush_ticks,
             cache=cache,
             codec=encode,
+            bars=bars,
         )
-        self.symbols = SymbolRegistry()
         self.validator = TickValidator(clock.now_ms, policy, known_symbols or self.symbols.known)
         self.endpoint = AgentEndpoint(
             self.pipeline,

@@ -31,6 +31,19 @@ def correlation_id(value: str | None = None) -> Iterator[str]:
         yield cid
 
 
+class _Stderr:
+    """Whatever `sys.stderr` is when a line is written (tests and CLIs swap it), never a stale stream."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+_STDERR = _Stderr()
+
+
 def configure_logging(level: str = "INFO", *, json: bool = True, service: str | None = None) -> None:
     """Route structlog and stdlib logging to stderr, as JSON lines (or readable text with `json=False`)."""
     lvl = logging.getLevelName(level.upper())
@@ -54,10 +67,10 @@ def configure_logging(level: str = "INFO", *, json: bool = True, service: str | 
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(lvl),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_STDERR),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(_STDERR)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,
