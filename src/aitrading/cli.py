@@ -168,7 +168,7 @@ def bench_bus(
     nats: Annotated[bool, typer.Option(help="Also measure the NATS bus")] = True,
 ) -> None:
     """Messages/s through the in-process and NATS buses."""
-    _bench("bench_bus").main(n=n, nats=nats)
+    _bench("bench_bus").main(["--n", str(n), "--kinds", "memory,nats" if nats else "memory"])
 
 
 @bench_app.command("ingest")
