@@ -18,10 +18,10 @@ from rich.table import Table
 
 from aitrading import __version__
 from aitrading.agent import cli as agent_cli
-from aitrading.history import cli as history_cli
 from aitrading.common.config import SERVICE_NAMES, PlatformConfig, load_config
 from aitrading.common.errors import AITradingError
 from aitrading.common.logging import configure_logging
+from aitrading.history import cli as history_cli
 
 app = typer.Typer(
     name="aitrading",
@@ -172,7 +172,9 @@ def bench_bus(
 
 
 @bench_app.command("ingest")
-def bench_ingest(n: Annotated[int, typer.Option("--ticks", help="Ticks per measurement")] = 1_000_000) -> None:
+def bench_ingest(
+    n: Annotated[int, typer.Option("--ticks", help="Ticks per measurement")] = 1_000_000,
+) -> None:
     """Ticks/s and latency from agent through the bridge into store and bus."""
     _bench("bench_ingest").main(n=n)
 

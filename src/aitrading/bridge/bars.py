@@ -126,15 +126,16 @@ class _Acc:
 
     def merge(self, other: _Acc) -> None:
         """Fold in a bar of disjoint ticks (a closed base bar of this bar's period)."""
+        # Plain compares, not min()/max(): an illiquid symbol closes a bar, so merges, on every tick.
         if other.open_t < self.open_t:
             self.open = other.open
             self.open_t = other.open_t
         if other.close_t >= self.close_t:
             self.close = other.close
             self.close_t = other.close_t
-        self.high = max(self.high, other.high)
-        self.low = min(self.low, other.low)
-        self.spread = min(self.spread, other.spread)
+        self.high = other.high if other.high > self.high else self.high
+        self.low = other.low if other.low < self.low else self.low
+        self.spread = other.spread if other.spread < self.spread else self.spread
         self.count += other.count
         self.volume += other.volume
 
@@ -361,7 +362,8 @@ class BarBuilder:
         horizon = s.max_t - self._late_ms
         for frame in (s.base, *s.highs):
             closed = frame.closed
-            if closed:
+            # Bars mostly close in time order, so the first is the oldest: look further only if it expired.
+            if closed and next(iter(closed.values())).end <= horizon:
                 for start in [k for k, acc in closed.items() if acc.end <= horizon]:
                     del closed[start]
 

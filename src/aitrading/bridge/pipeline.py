@@ -37,7 +37,7 @@ import contextlib
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import structlog
 
@@ -168,6 +168,8 @@ class IngestPipeline:
         self._bar_source = store if isinstance(store, BarSource) else None
         self._repaired: set[tuple[str, str, int]] = set()  # (feed, symbol, tf) rebuilt with the lookback
         self._tick_subjects: dict[tuple[str, str], str] = {}
+        self._bar_subjects: dict[tuple[str, str, int], str] = {}
+        self._bar_counts: dict[tuple[int, str], Any] = {}  # prometheus children by (timeframe, how)
         self._pending = _Pending()
         self._durable: dict[str, int] = {}
         self._in_flight: dict[str, int] = {}
@@ -280,16 +282,27 @@ class IngestPipeline:
         self._touch()
         pending = self._pending
         ready: list[Bar] = []
+        counts = self._bar_counts
         for bar, partial, correction in updates:
-            BARS_CLOSED.labels(Timeframe(bar.timeframe).name, "correction" if correction else how).inc()
+            kind = (bar.timeframe, "correction" if correction else how)
+            count = counts.get(kind)
+            if count is None:
+                count = counts[kind] = BARS_CLOSED.labels(Timeframe(kind[0]).name, kind[1])
+            count.inc()
             if partial:
                 pending.partial.append(bar)  # published once rebuilt from the store
             else:
                 pending.bars.append(bar)
                 ready.append(bar)
-        publish = self._bus.publish
         for bar in ready:
-            await publish(bar_subject(bar.feed, bar.symbol, bar.timeframe), bar)
+            await self._publish_bar(bar)
+
+    async def _publish_bar(self, bar: Bar) -> None:
+        key = (bar.feed, bar.symbol, bar.timeframe)
+        subject = self._bar_subjects.get(key)
+        if subject is None:
+            subject = self._bar_subjects[key] = bar_subject(bar.feed, bar.symbol, bar.timeframe)
+        await self._bus.publish(subject, bar)
 
     async def _bar_clock(self) -> None:
         while True:
@@ -374,11 +387,10 @@ class IngestPipeline:
 
         Without a store that aggregates, the partial bars are published as built and not stored.
         """
-        publish = self._bus.publish
         source = self._bar_source
         if source is None:
             for bar in partial:
-                await publish(bar_subject(bar.feed, bar.symbol, bar.timeframe), bar)
+                await self._publish_bar(bar)
             return []
         out: list[Bar] = []
         for bar in {(b.feed, b.symbol, b.timeframe, b.time): b for b in partial}.values():
@@ -402,7 +414,7 @@ class IngestPipeline:
             out.extend(got)
             for b in got:
                 if b.time == bar.time:
-                    await publish(bar_subject(b.feed, b.symbol, b.timeframe), b)
+                    await self._publish_bar(b)
         return out
 
     async def _after_durable(self, batch: _Pending) -> None:

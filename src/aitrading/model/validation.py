@@ -14,8 +14,8 @@ jump is news, not noise. The EWMA starts at zero (the bound starts at the floor)
 return clipped to the bound, so no single print, even one let through, can blow the bound up. The first
 `spike_warmup_ticks` ticks of a symbol are not checked (its first tick may itself be the bad one).
 
-A rejected tick does not touch the state: the EWMA and the reference mid stay those of the accepted
-ticks, so one bad print cannot widen the bound for the next. A genuine regime shift (a gap that stays)
+A rejected tick moves neither the reference mid nor the EWMA (they stay those of the accepted ticks), so
+one bad print cannot widen the bound for the next. A genuine regime shift (a gap that stays)
 is accepted on its `spike_confirm_ticks`-th consecutive tick that agrees with the ticks just before it
 (each within the bound of the previous suspect): that tick is accepted and becomes the new reference,
 the EWMA skipping the jump itself. The suspects before it stay rejected (they were counted already); a
