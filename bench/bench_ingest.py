@@ -47,7 +47,7 @@ def _pct(values: list[float], q: float) -> float:
 async def protocol_load(bridge: BridgeProcess, ticks: list[Tick]) -> dict[str, float]:
     """Send `ticks` in batches over one connection with a window; measure throughput and ack latency."""
     headers = {"X-Device-Id": DEVICE, "Authorization": f"Bearer {KEY}"}
-    src = f"{DEVICE}/SIM"
+    src = f"{DEVICE}/LOAD"  # its own source: the agent run below streams DEVICE/SIM
     async with websockets.connect(bridge.ws_url, additional_headers=headers, max_size=None) as ws:
         hello = AgentHello(
             device_id=DEVICE,
@@ -59,7 +59,7 @@ async def protocol_load(bridge: BridgeProcess, ticks: list[Tick]) -> dict[str, f
         welcome = decode(await ws.recv())  # type: ignore[arg-type]
         assert isinstance(welcome, BridgeWelcome)
         frames = [
-            encode(TickBatchFrame(src=src, seq=i + 1, feed="SIM", ticks=ticks[i * BATCH : (i + 1) * BATCH]))
+            encode(TickBatchFrame(src=src, seq=i + 1, feed="LOAD", ticks=ticks[i * BATCH : (i + 1) * BATCH]))
             for i in range((len(ticks) + BATCH - 1) // BATCH)
         ]
         sent_at: dict[int, float] = {}
@@ -148,7 +148,7 @@ async def stages(ticks: list[Tick], work: Path) -> list[tuple[str, float]]:
     from aitrading.storage.ticks import ChDBTickStore
 
     frames = [
-        encode(TickBatchFrame(src="s", seq=i, feed="SIM", ticks=ticks[i : i + BATCH]))
+        encode(TickBatchFrame(src="s", seq=i, feed=ticks[0].feed, ticks=ticks[i : i + BATCH]))
         for i in range(0, len(ticks), BATCH)
     ]
     out = []
@@ -159,7 +159,7 @@ async def stages(ticks: list[Tick], work: Path) -> list[tuple[str, float]]:
     t = time.perf_counter()
     for f in decoded:
         assert isinstance(f, TickBatchFrame)
-        validator.validate("SIM", f.ticks)
+        validator.validate(f.feed, f.ticks)
     out.append(("validate", len(ticks) / (time.perf_counter() - t)))
     bus = MemoryBus()
     await bus.connect()
@@ -171,7 +171,7 @@ async def stages(ticks: list[Tick], work: Path) -> list[tuple[str, float]]:
     await bus.subscribe("md.tick.>", count)
     t = time.perf_counter()
     for tick in ticks:
-        await bus.publish(f"md.tick.SIM.{tick.symbol}", tick)
+        await bus.publish(f"md.tick.{tick.feed}.{tick.symbol}", tick)
     out.append(("publish to in-process bus (1 subscriber)", len(ticks) / (time.perf_counter() - t)))
     store = ChDBTickStore(work / "stage-chdb")
     await store.start()
@@ -185,7 +185,7 @@ async def stages(ticks: list[Tick], work: Path) -> list[tuple[str, float]]:
 
 def main(n: int = 1_000_000) -> None:
     console = Console()
-    ticks = synthetic_feed(n, LiveClock().now_ms() - 3_600_000, per_ms=1_000)
+    ticks = synthetic_feed(n, LiveClock().now_ms() - 1_000, per_ms=1_000, feed="LOAD")  # a live burst
     with tempfile.TemporaryDirectory(prefix="aitrading-bench-ingest-") as tmp:
         work = Path(tmp)
         (work / "b1").mkdir()

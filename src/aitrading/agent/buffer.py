@@ -26,12 +26,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+import msgspec
 import structlog
 
 from aitrading.common.bus.codec import encode
 from aitrading.common.errors import OperationalError
 from aitrading.model.market import Tick
 from aitrading.model.wire import TickBatchFrame
+
+_FRAME = msgspec.msgpack.Decoder(TickBatchFrame)
 
 __all__ = ["Cursor", "DurableBuffer", "PendingBatch"]
 
@@ -145,16 +148,37 @@ class DurableBuffer:
         """Forget what the bridge says is durable (`seq` and before); return how many batches went.
 
         If the bridge knows a sequence number this buffer has not handed out yet (the buffer file was
-        lost or replaced), new batches continue after it; otherwise the bridge would discard them as
-        duplicates.
+        lost or replaced), none of this buffer's batches can be what the bridge stored: they are
+        renumbered to follow the bridge's mark, in order, and new batches continue after them.
+        Otherwise the bridge would acknowledge them as duplicates without storing them.
         """
         with self._lock:
             with self._tx():
-                removed = self._delete_through(src, seq)
                 if seq >= self._next_seq(src):
-                    _log.warning("buffer_seq_behind_bridge", src=src, bridge_durable=seq)
-                    self._db.execute("UPDATE sources SET next_seq = ? WHERE src = ?", (seq + 1, src))
+                    renumbered = self._renumber_after(src, seq)
+                    _log.warning(
+                        "buffer_seq_behind_bridge", src=src, bridge_durable=seq, renumbered=renumbered
+                    )
+                    self._db.execute("UPDATE sources SET acked = MAX(acked, ?) WHERE src = ?", (seq, src))
+                    return 0
+                removed = self._delete_through(src, seq)
             return self._forget(removed)
+
+    def _renumber_after(self, src: str, durable: int) -> int:
+        rows = self._db.execute(
+            "SELECT seq, frame FROM batches WHERE src = ? ORDER BY seq", (src,)
+        ).fetchall()
+        new_seq = durable + 1
+        for old_seq, frame in rows:  # every new number is above every old one: no collisions
+            batch = _FRAME.decode(frame)
+            renumbered = encode(msgspec.structs.replace(batch, seq=new_seq))
+            self._db.execute(
+                "UPDATE batches SET seq = ?, frame = ? WHERE src = ? AND seq = ?",
+                (new_seq, renumbered, src, old_seq),
+            )
+            new_seq += 1
+        self._db.execute("UPDATE sources SET next_seq = ? WHERE src = ?", (new_seq, src))
+        return len(rows)
 
     def close(self) -> None:
         """Close the database (everything is already committed)."""

@@ -145,9 +145,17 @@ def test_drop_through_what_the_bridge_holds_and_never_reuse_its_numbers(tmp_path
     assert buf.drop_through(SRC, 2) == 2
     assert [seq for seq, _ in buf.unacked(SRC)] == [3]
 
-    # The bridge knows seq 40 (this buffer file was replaced): new batches must continue after it.
-    buf.drop_through(SRC, 40)
-    assert buf.append(SRC, "Broker-Demo", ticks(1), {}) == 41
+    # The bridge knows seq 40 (this buffer file was replaced): batch 3 cannot be what the bridge stored,
+    # so it is renumbered after the bridge's mark (not dropped: that would lose its ticks) and new
+    # batches continue after it.
+    assert buf.drop_through(SRC, 40) == 0
+    [(seq, frame)] = buf.unacked(SRC)
+    assert seq == 41
+    batch = decode(frame)
+    assert isinstance(batch, TickBatchFrame)
+    assert batch.seq == 41
+    assert batch.ticks == ticks(1, 2)
+    assert buf.append(SRC, "Broker-Demo", ticks(1), {}) == 42
 
 
 def test_pending_pages_after_a_sequence_number(tmp_path: Path) -> None:

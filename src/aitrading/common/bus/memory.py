@@ -196,6 +196,7 @@ class MemoryBus(Bus):
         self._queue_rr: dict[tuple[str, str], itertools.count[int]] = {}
         self._streams = streams
         self._logs: dict[str, OrderedDict[int, _Stored]] = {s.name: OrderedDict() for s in streams}
+        self._stream_cache: dict[str, StreamSpec | None] = {}
         self._durables: dict[str, _Durable] = {}
         self._seq = 0
         self._connected = False
@@ -271,19 +272,33 @@ class MemoryBus(Bus):
         counter = self._queue_rr.setdefault((first.pattern, first.queue or ""), itertools.count())
         return members[next(counter) % len(members)]
 
+    def _stream_of(self, subject: str) -> StreamSpec | None:
+        """The stream that retains `subject`, if any (cached: the hot path publishes few subjects often)."""
+        try:
+            return self._stream_cache[subject]
+        except KeyError:
+            found = next(
+                (spec for spec in self._streams if any(subject_matches(p, subject) for p in spec.subjects)),
+                None,
+            )
+            if len(self._stream_cache) > 100_000:
+                self._stream_cache.clear()
+            self._stream_cache[subject] = found
+            return found
+
     def _retain(self, subject: str, msg: Message) -> None:
-        for spec in self._streams:
-            if any(subject_matches(p, subject) for p in spec.subjects):
-                self._seq += 1
-                stored = _Stored(self._seq, subject, msg)
-                log = self._logs[spec.name]
-                log[stored.seq] = stored
-                while len(log) > spec.max_msgs:
-                    log.popitem(last=False)
-                for durable in self._durables.values():
-                    if durable.handler is not None or durable.task is None:
-                        durable.offer(stored)
-                return
+        spec = self._stream_of(subject)
+        if spec is None:
+            return
+        self._seq += 1
+        stored = _Stored(self._seq, subject, msg)
+        log = self._logs[spec.name]
+        log[stored.seq] = stored
+        while len(log) > spec.max_msgs:
+            log.popitem(last=False)
+        for durable in self._durables.values():
+            if durable.handler is not None or durable.task is None:
+                durable.offer(stored)
 
     async def subscribe(self, pattern: str, handler: Handler, *, queue: str | None = None) -> Subscription:
         validate_pattern(pattern)
