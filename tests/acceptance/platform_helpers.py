@@ -13,9 +13,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 
 from aitrading.common.config import SERVICE_NAMES
+from aitrading.testing.rig import scrape
 
 
 def free_ports(n: int) -> list[int]:
@@ -80,13 +80,7 @@ def wait_ready(base: str, proc: subprocess.Popen[str], timeout_s: float = 60) ->
 
 
 def metric(base: str, name: str, **labels: str) -> float:
-    text = httpx.get(f"{base}/metrics", timeout=2.0).text
-    total = 0.0
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
-                total += s.value
-    return total
+    return scrape(base, name, **labels)
 
 
 @contextmanager

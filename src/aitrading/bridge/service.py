@@ -43,7 +43,7 @@ class BridgeService(Service):
         policy: ValidationPolicy | None = None,
         checks: dict[str, Check] | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(checks)
         policy = policy or ValidationPolicy()
         self.symbols = SymbolRegistry()
         # A tick the validator lets go back in time must still find its closed bar to correct it.
@@ -68,8 +68,6 @@ class BridgeService(Service):
             max_frame_bytes=config.max_frame_bytes,
         )
         self.add_router(self.endpoint.router)
-        for name, check in (checks or {}).items():
-            self.add_check(name, check)
         self.add_check("store_writes", self._store_ok)
 
     async def _store_ok(self) -> bool:

@@ -36,9 +36,9 @@ class Service(Component):
     name = "service"
     capabilities: tuple[str, ...] = ()
 
-    def __init__(self) -> None:
+    def __init__(self, checks: dict[str, Check] | None = None) -> None:
         super().__init__()
-        self._checks: dict[str, Check] = {}
+        self._checks: dict[str, Check] = dict(checks or {})
         self._routers: list[APIRouter] = []
         self._app: FastAPI | None = None
 

@@ -32,8 +32,6 @@ class DatabaseService(Service):
     def __init__(
         self, checks: dict[str, Check] | None = None, *, store: TickStore | None, tokens: TokenService
     ) -> None:
-        super().__init__()
+        super().__init__(checks)
         self.store = store
-        for check_name, check in (checks or {}).items():
-            self.add_check(check_name, check)
         self.add_router(history_router(store, tokens))

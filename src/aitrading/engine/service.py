@@ -7,7 +7,7 @@ README.md and arrive with their issues.
 
 from __future__ import annotations
 
-from aitrading.common.service import Check, Service
+from aitrading.common.service import Service
 
 __all__ = ["EngineService"]
 
@@ -16,8 +16,3 @@ class EngineService(Service):
     """Trading engine: the service shell with readiness over its dependencies."""
 
     name = "engine"
-
-    def __init__(self, checks: dict[str, Check] | None = None) -> None:
-        super().__init__()
-        for check_name, check in (checks or {}).items():
-            self.add_check(check_name, check)

@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from aitrading.model.market import Tick
 
-__all__ = ["BridgeProcess", "free_port", "synthetic_feed"]
+__all__ = ["BridgeProcess", "free_port", "scrape", "synthetic_feed"]
 
 SYMBOLS = ("EURUSD", "GBPUSD", "USDJPY", "XAUUSD")
 _BASE = {
@@ -26,6 +26,17 @@ _BASE = {
     "XAUUSD": 2_350_000_000_000,
 }
 _STEP = {"EURUSD": 10_000, "GBPUSD": 10_000, "USDJPY": 1_000_000, "XAUUSD": 10_000_000}
+
+
+def scrape(base_url: str, name: str, **labels: str) -> float:
+    """Sum the samples called `name` (with these label values) on `base_url`/metrics."""
+    text = httpx.get(f"{base_url}/metrics", timeout=5.0).text
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                total += s.value
+    return total
 
 
 def free_port() -> int:
@@ -129,13 +140,7 @@ class BridgeProcess:
         return self.proc.returncode
 
     def metric(self, name: str, **labels: str) -> float:
-        text = httpx.get(f"{self.url}/metrics", timeout=5.0).text
-        total = 0.0
-        for family in text_string_to_metric_families(text):
-            for s in family.samples:
-                if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
-                    total += s.value
-        return total
+        return scrape(self.url, name, **labels)
 
     def histogram_quantile(self, name: str, q: float) -> float:
         """Estimate a quantile from a histogram's cumulative buckets (the upper bound of its bucket)."""
