@@ -14,7 +14,10 @@ from aitrading.common.config import SERVICE_NAMES
 pytestmark = [pytest.mark.acceptance, pytest.mark.slow]
 
 
-def test_up_is_ready_streams_simulated_ticks_into_the_store_and_stops_cleanly(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_up_is_ready_streams_simulated_ticks_into_the_store_and_stops_cleanly(
+    tmp_path: Path, stop_signal: signal.Signals
+) -> None:
     env = platform_env(tmp_path, AITRADING_SIMULATOR__RATE_FACTOR="5")
     with running(["up"], env, tmp_path) as proc:
         body = wait_ready(url(env, "gateway"), proc)
@@ -35,7 +38,7 @@ def test_up_is_ready_streams_simulated_ticks_into_the_store_and_stops_cleanly(tm
         assert metric(bridge, "aitrading_bridge_ticks_accepted_total", feed="SIM") >= now
         assert metric(bridge, "aitrading_bridge_agent_connections") == 1
 
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop_signal)
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err[-2000:]
     assert "stopped cleanly" in out

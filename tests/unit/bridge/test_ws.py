@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import msgspec
 import pytest
+import structlog
 import websockets
 from fakes import MemorySink
 from websockets.exceptions import ConnectionClosed
@@ -107,6 +108,12 @@ async def test_missing_or_bad_device_key_is_closed_with_4401(bridge: Bridge) -> 
 
 
 async def test_garbage_and_text_frames_close_only_that_connection(bridge: Bridge) -> None:
+    with structlog.testing.capture_logs() as logs:
+        await _garbage_and_text_frames(bridge)
+    assert not [e for e in logs if e["log_level"] in ("error", "critical") or "exc_info" in e], logs
+
+
+async def _garbage_and_text_frames(bridge: Bridge) -> None:
     good = await connect(bridge.url, "dev-b")
     bad = await connect(bridge.url)
     await bad.send(b"\xc1\xff garbage")
