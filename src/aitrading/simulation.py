@@ -18,7 +18,7 @@ from aitrading.common.errors import ConfigError
 if TYPE_CHECKING:
     from aitrading.mt5.sim import SimulatedTerminal
 
-__all__ = ["build_simulated_terminal", "run_agent_forever", "start_simulated_agent"]
+__all__ = ["build_simulated_terminal", "replayed_symbols", "run_agent_forever", "start_simulated_agent"]
 
 
 def build_simulated_terminal(config: PlatformConfig, clock: Clock) -> SimulatedTerminal:
@@ -27,6 +27,8 @@ def build_simulated_terminal(config: PlatformConfig, clock: Clock) -> SimulatedT
     from aitrading.mt5.specs import DEFAULT_SPECS
 
     sim = config.simulator
+    if sim.replay_file is not None:
+        return _replay_terminal(config, clock)
     unknown = [s for s in sim.symbols if s not in DEFAULT_SPECS]
     if unknown:
         raise ConfigError(
@@ -46,6 +48,35 @@ def build_simulated_terminal(config: PlatformConfig, clock: Clock) -> SimulatedT
     return terminal
 
 
+def _replay_terminal(config: PlatformConfig, clock: Clock) -> SimulatedTerminal:
+    """A simulated terminal whose feed is a history file paced into the present (from 1 s after now)."""
+    from aitrading.history.replay import iter_ticks, paced
+    from aitrading.mt5.sim import ReplayTickSource, SimulatedTerminal
+    from aitrading.mt5.specs import DEFAULT_SPECS
+
+    sim = config.simulator
+    assert sim.replay_file is not None
+    if not sim.replay_file.is_file():
+        raise ConfigError(f"simulator.replay_file {sim.replay_file} does not exist")
+    spec = DEFAULT_SPECS.get(sim.replay_symbol)
+    if spec is None:
+        raise ConfigError(
+            f"simulator.replay_symbol {sim.replay_symbol!r} has no spec; "
+            f"known: {', '.join(sorted(DEFAULT_SPECS))}"
+        )
+    ticks = iter_ticks(sim.replay_file, sim.replay_format, feed=sim.feed, symbol=spec.name, tz=sim.replay_tz)
+    source = ReplayTickSource(paced(ticks, clock.now_ms() + 1_000, sim.replay_speed))
+    terminal = SimulatedTerminal(clock, [spec], source, feed=sim.feed, seed=sim.seed)
+    terminal.initialize()
+    return terminal
+
+
+def replayed_symbols(config: PlatformConfig) -> tuple[str, ...]:
+    """The symbols the simulated feed streams: the replayed one, or the configured synthetic ones."""
+    sim = config.simulator
+    return (sim.replay_symbol,) if sim.replay_file is not None else sim.symbols
+
+
 async def start_simulated_agent(
     config: PlatformConfig, clock: Clock, *, status_api: bool = True
 ) -> Callable[[], Awaitable[None]]:
@@ -57,7 +88,7 @@ async def start_simulated_agent(
         config.resolved_agent(),
         [
             TerminalFeed(
-                feed=config.simulator.feed, terminal=terminal, symbols=config.simulator.symbols, offload=False
+                feed=config.simulator.feed, terminal=terminal, symbols=replayed_symbols(config), offload=False
             )
         ],
         device_key=config.security.dev_device_key.get_secret_value(),

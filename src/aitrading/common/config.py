@@ -142,6 +142,20 @@ class SimulatorConfig(_Section):
     """Trade around the clock (development demos, CI on weekends); False keeps FX hours and weekends."""
     rate_factor: float = 1.0
     """Multiplies the synthetic tick rate of every session."""
+    replay_file: Path | None = None
+    """Replay this history file (one symbol) as the live feed instead of the synthetic market."""
+    replay_format: Literal["mt5", "histdata", "dukascopy", "truefx", "csv"] = "truefx"
+    replay_symbol: str = ""
+    replay_tz: str | None = None
+    """Time zone of the file's times where the format needs one (MT5 exports: broker time)."""
+    replay_speed: float = Field(default=1.0, gt=0)
+    """1 replays at the recorded pace; 60 plays a minute of history every second."""
+
+    @model_validator(mode="after")
+    def _replay_names_its_symbol(self) -> SimulatorConfig:
+        if self.replay_file is not None and not self.replay_symbol:
+            raise ValueError("simulator.replay_symbol is required with simulator.replay_file")
+        return self
 
 
 class BridgeConfig(_Section):
