@@ -60,7 +60,7 @@ def _ready_banner(cfg: PlatformConfig, started: float, services: list[str], simu
         f"Metrics      http://{host}:{cfg.services.bridge}/metrics",
     ]
     if simulate:
-        from aitrading.simulation import replayed_symbols
+        from aitrading.agent.simulated import replayed_symbols
 
         what = f"replaying {cfg.simulator.replay_file}" if cfg.simulator.replay_file else "synthetic"
         lines.append(f"Simulated MT5 feed {cfg.simulator.feed} ({what}): {', '.join(replayed_symbols(cfg))}")

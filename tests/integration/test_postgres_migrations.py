@@ -37,7 +37,7 @@ from aitrading.storage.oltp import (
 
 pytestmark = pytest.mark.integration
 
-TENANT_OWNED = {"users", "devices"}
+TENANT_OWNED = {"users", "devices", "audit_events"}
 
 
 def asyncpg_dsn(url: str) -> str:
@@ -100,6 +100,13 @@ async def seed_two_tenants(admin: asyncpg.Connection) -> tuple[uuid.UUID, uuid.U
                 f"{slug}-pc-{n}",
                 hash_device_key(f"key-{slug}-{n}"),
             )
+        await admin.execute(
+            "INSERT INTO audit_events (id, tenant_id, seq, ts, actor, kind, payload, prev_hash, hash) "
+            "VALUES ($1, $2, 1, now(), 'test', 'test.seeded', '{}', $3, $3)",
+            uuid.uuid4(),
+            tenant,
+            "0" * 64,
+        )
     return a, b
 
 
@@ -136,6 +143,7 @@ async def test_upgrade_head_creates_the_tables_with_forced_row_level_security(
         ("users", "tenant_isolation"),
         ("devices", "tenant_isolation"),
         ("devices", "device_lookup"),
+        ("audit_events", "tenant_isolation"),
     }
 
 
@@ -165,7 +173,7 @@ async def test_downgrade_to_base_removes_tables_and_policies_and_upgrade_restore
 
     await upgrade(migrated_db)
     assert await current(migrated_db) == head()
-    assert await admin.fetchval("SELECT count(*) FROM pg_policies") == 3
+    assert await admin.fetchval("SELECT count(*) FROM pg_policies") == 4
 
 
 async def test_concurrent_upgrades_serialise_and_both_succeed(fresh_postgres_db: str) -> None:

@@ -290,7 +290,7 @@ def _open_sim(
     spec: TerminalSpec, config: PlatformConfig, clock: Clock, symbols: Sequence[str]
 ) -> OpenedTerminal:
     from aitrading.agent.service import TerminalFeed
-    from aitrading.simulation import build_simulated_terminal
+    from aitrading.agent.simulated import build_simulated_terminal
 
     update: dict[str, Any] = {"feed": spec.name} if spec.name else {}
     if symbols:

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from aitrading.agent.simulated import build_simulated_terminal
 from aitrading.common.clock import TestClock
 from aitrading.common.config import load_config
 from aitrading.common.errors import ConfigError
 from aitrading.history.replay import iter_ticks, paced
-from aitrading.simulation import build_simulated_terminal
 
 
 def test_replayed_file_reaches_the_terminal_paced_into_the_present_with_exact_prices(

@@ -16,6 +16,7 @@ from aitrading.storage.oltp.devices import (
 from aitrading.storage.oltp.migrate import current, downgrade, ensure_database, head, upgrade
 from aitrading.storage.oltp.models import (
     ROLES,
+    AuditEvent,
     Base,
     Device,
     ExactDecimal,
@@ -29,6 +30,7 @@ from aitrading.storage.oltp.tenancy import allow_device_lookup, ensure_tenant, s
 __all__ = [
     "DEFAULT_DEVICE_SCOPES",
     "ROLES",
+    "AuditEvent",
     "Base",
     "Database",
     "Device",

@@ -35,6 +35,7 @@ __all__ = [
     "NAMING_CONVENTION",
     "ROLES",
     "TENANT_OWNED_TABLES",
+    "AuditEvent",
     "Base",
     "Device",
     "ExactDecimal",
@@ -55,7 +56,7 @@ NAMING_CONVENTION: dict[str, str] = {
 ROLES: tuple[str, ...] = ("platform_admin", "tenant_admin", "portfolio_manager", "analyst", "api_user")
 """The roles of the security model; the `users.role` check constraint allows exactly these."""
 
-TENANT_OWNED_TABLES: tuple[str, ...] = ("users", "devices")
+TENANT_OWNED_TABLES: tuple[str, ...] = ("users", "devices", "audit_events")
 """Tables under row-level security on PostgreSQL (each migration adding one enables it there)."""
 
 MONEY_SCALE = 8
@@ -219,3 +220,30 @@ class Device(TenantOwned, Base):
 
     def __repr__(self) -> str:
         return f"Device(device_id={self.device_id!r}, tenant_id={self.tenant_id})"
+
+
+class AuditEvent(TenantOwned, Base):
+    """One event of a tenant's append-only, hash-chained audit log (see `aitrading.engine.audit`).
+
+    `hash` = sha256(`prev_hash` ‖ canonical(seq, ts, actor, kind, payload)); the first event of a tenant
+    chains to 64 zeros. Rows are never updated (PostgreSQL refuses it by trigger); only the archiver
+    deletes the oldest ones after writing them to Parquet.
+    """
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        sa.UniqueConstraint("tenant_id", "seq"),
+        sa.CheckConstraint("seq >= 1", name="seq_positive"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=uuid.uuid4)
+    seq: Mapped[int] = mapped_column(sa.BigInteger, comment="1, 2, … per tenant, no gaps")
+    ts: Mapped[datetime] = mapped_column(UTCDateTime())
+    actor: Mapped[str] = mapped_column(sa.String(200))
+    kind: Mapped[str] = mapped_column(sa.String(64), comment="e.g. order.submitted, risk.denied")
+    payload: Mapped[str] = mapped_column(sa.Text, comment="canonical JSON: sorted keys, no whitespace")
+    prev_hash: Mapped[str] = mapped_column(sa.String(64))
+    hash: Mapped[str] = mapped_column(sa.String(64), comment="sha256 hex")
+
+    def __repr__(self) -> str:
+        return f"AuditEvent(tenant_id={self.tenant_id}, seq={self.seq}, kind={self.kind!r})"

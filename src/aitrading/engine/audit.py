@@ -1,0 +1,312 @@
+"""The append-only, hash-chained audit log: every security event and trading decision, per tenant.
+
+Each tenant has its own chain. Event `seq` runs 1, 2, … without gaps, and
+
+    hash = sha256(prev_hash ‖ canonical(seq, ts, actor, kind, payload))
+
+where `prev_hash` is the previous event's hash (64 zeros for the first), `‖` is string concatenation of the
+hex digests and the canonical text, and `canonical` is the JSON object `{"actor", "kind", "payload", "seq",
+"ts"}` with sorted keys, no whitespace, UTF-8, `ts` as `YYYY-MM-DDTHH:MM:SS.ffffffZ` and `payload` as the
+stored canonical payload text (a string, so any byte change in it changes the hash).
+
+`verify` walks the chain and names the first problem: `edited` (an event's hash does not match its
+contents), `deleted` (a gap in seq), `reordered` (an event's own hash is intact but its prev_hash is not the
+previous event's hash). With an archive directory it checks the archived (Parquet) events too and the chain
+across the boundary; see `aitrading.engine.audit_archive`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from enum import Enum
+from pathlib import Path
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from aitrading.common.clock import Clock
+from aitrading.common.errors import BadInputError
+from aitrading.storage.oltp import AuditEvent, Database
+
+__all__ = [
+    "GENESIS_HASH",
+    "AuditLog",
+    "AuditRecord",
+    "ChainChecker",
+    "VerifyResult",
+    "canonical_event",
+    "canonical_json",
+    "event_hash",
+    "format_ts",
+    "lock_tenant_chain",
+]
+
+GENESIS_HASH: Final = "0" * 64
+"""The `prev_hash` of a tenant's first event."""
+
+MAX_KIND_LEN: Final = 64
+MAX_ACTOR_LEN: Final = 200
+_PAGE: Final = 1_000
+_LOCK_NAMESPACE: Final = b"aitrading.audit:"
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)  # exact: money never passes through float
+    if isinstance(value, datetime):
+        return format_ts(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, set | frozenset):
+        return sorted(value)
+    raise TypeError(f"audit payload value of type {type(value).__name__} is not JSON serialisable")
+
+
+def canonical_json(value: Any) -> str:
+    """Return `value` as canonical JSON: sorted keys, no whitespace, UTF-8 text, no NaN/Infinity."""
+    return json.dumps(
+        value,
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        allow_nan=False,
+        default=_json_default,
+    )
+
+
+def format_ts(ts: datetime) -> str:
+    """Return the canonical text of an aware timestamp: UTC, microseconds, `Z` suffix."""
+    if ts.tzinfo is None or ts.utcoffset() is None:
+        raise ValueError(f"naive datetime {ts!r}: audit timestamps are aware UTC")
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def canonical_event(seq: int, ts: datetime, actor: str, kind: str, payload: str) -> str:
+    """Return the canonical text an event's hash covers (`payload` is its stored canonical JSON text)."""
+    return canonical_json({"actor": actor, "kind": kind, "payload": payload, "seq": seq, "ts": format_ts(ts)})
+
+
+def event_hash(prev_hash: str, seq: int, ts: datetime, actor: str, kind: str, payload: str) -> str:
+    """Return sha256(prev_hash ‖ canonical_event(...)) as lower-case hex."""
+    data = (prev_hash + canonical_event(seq, ts, actor, kind, payload)).encode("utf-8")
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """One audit event as stored."""
+
+    tenant_id: uuid.UUID
+    seq: int
+    ts: datetime
+    actor: str
+    kind: str
+    payload: str
+    prev_hash: str
+    hash: str
+
+    def payload_dict(self) -> dict[str, Any]:
+        """Return the payload parsed from its canonical JSON."""
+        parsed: dict[str, Any] = json.loads(self.payload)
+        return parsed
+
+    def recomputed_hash(self) -> str:
+        """Return the hash this event's contents and prev_hash should have."""
+        return event_hash(self.prev_hash, self.seq, self.ts, self.actor, self.kind, self.payload)
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyResult:
+    """The outcome of verifying a tenant's chain.
+
+    `problem` is None when `ok`, else one of `edited`, `deleted`, `reordered`, `archive_tampered` (a Parquet
+    file's sha256 differs from its manifest) or `archive_mismatch` (a manifest disagrees with its rows).
+    `first_bad_seq` is the seq where the chain first breaks (for `deleted`, the first missing seq).
+    """
+
+    ok: bool
+    checked: int
+    first_bad_seq: int | None = None
+    problem: str | None = None
+    detail: str = ""
+
+
+class ChainChecker:
+    """Walk events in seq order and remember the first break; the same walk serves table and archive."""
+
+    def __init__(self) -> None:
+        self.expected_seq = 1
+        self.prev_hash = GENESIS_HASH
+        self.checked = 0
+        self.failure: VerifyResult | None = None
+
+    def fail(self, seq: int | None, problem: str, detail: str) -> VerifyResult:
+        """Record a failure (only the first one counts) and return it."""
+        if self.failure is None:
+            self.failure = VerifyResult(False, self.checked, seq, problem, detail)
+        return self.failure
+
+    def feed(self, records: Iterable[AuditRecord]) -> bool:
+        """Check `records` (ascending seq); return False as soon as the chain breaks."""
+        if self.failure is not None:
+            return False
+        for rec in records:
+            if rec.seq != self.expected_seq:
+                if rec.seq > self.expected_seq:
+                    self.fail(self.expected_seq, "deleted", f"seq {self.expected_seq}..{rec.seq - 1} missing")
+                else:
+                    self.fail(rec.seq, "reordered", f"seq {rec.seq} appears after {self.expected_seq - 1}")
+                return False
+            if rec.recomputed_hash() != rec.hash:
+                self.fail(rec.seq, "edited", f"seq {rec.seq}: hash does not match its contents")
+                return False
+            if rec.prev_hash != self.prev_hash:
+                self.fail(rec.seq, "reordered", f"seq {rec.seq}: prev_hash is not the previous event's hash")
+                return False
+            self.prev_hash = rec.hash
+            self.expected_seq += 1
+            self.checked += 1
+        return True
+
+    def result(self) -> VerifyResult:
+        """Return the failure, or success over everything checked."""
+        return self.failure or VerifyResult(True, self.checked)
+
+
+def _lock_key(tenant_id: uuid.UUID) -> int:
+    digest = hashlib.sha256(_LOCK_NAMESPACE + tenant_id.bytes).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+async def lock_tenant_chain(session: AsyncSession, tenant_id: uuid.UUID) -> None:
+    """Serialise writers of `tenant_id`'s chain until the transaction ends (PostgreSQL advisory lock).
+
+    On SQLite the database has a single writer; `AuditLog` adds an in-process lock there.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _lock_key(tenant_id)})
+
+
+def _record(row: AuditEvent) -> AuditRecord:
+    return AuditRecord(
+        tenant_id=row.tenant_id,
+        seq=row.seq,
+        ts=row.ts,
+        actor=row.actor,
+        kind=row.kind,
+        payload=row.payload,
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+    )
+
+
+def _as_uuid(tenant_id: uuid.UUID | str) -> uuid.UUID:
+    return tenant_id if isinstance(tenant_id, uuid.UUID) else uuid.UUID(tenant_id)
+
+
+class AuditLog:
+    """Append events to, read and verify the per-tenant audit chains in the OLTP database."""
+
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self._db = db
+        self._clock = clock
+        self._local_locks: dict[uuid.UUID, asyncio.Lock] = {}
+
+    @property
+    def db(self) -> Database:
+        return self._db
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    def local_lock(self, tenant_id: uuid.UUID) -> asyncio.Lock:
+        """Return the in-process lock for a tenant's chain (serialises this process's writers)."""
+        lock = self._local_locks.get(tenant_id)
+        if lock is None:
+            lock = self._local_locks[tenant_id] = asyncio.Lock()
+        return lock
+
+    async def append(
+        self, tenant_id: uuid.UUID | str, actor: str, kind: str, payload: Mapping[str, Any]
+    ) -> AuditRecord:
+        """Append one event to the tenant's chain and return it as stored."""
+        tid = _as_uuid(tenant_id)
+        if not kind or len(kind) > MAX_KIND_LEN:
+            raise BadInputError(f"audit kind must be 1-{MAX_KIND_LEN} characters, got {kind!r}")
+        if not actor or len(actor) > MAX_ACTOR_LEN:
+            raise BadInputError(f"audit actor must be 1-{MAX_ACTOR_LEN} characters, got {actor!r}")
+        try:
+            payload_text = canonical_json(dict(payload))
+        except (TypeError, ValueError) as exc:
+            raise BadInputError(f"audit payload is not canonical JSON: {exc}") from exc
+        async with self.local_lock(tid), self._db.session(tid) as session:
+            await lock_tenant_chain(session, tid)
+            last = (
+                await session.execute(
+                    sa.select(AuditEvent.seq, AuditEvent.hash)
+                    .where(AuditEvent.tenant_id == tid)
+                    .order_by(AuditEvent.seq.desc())
+                    .limit(1)
+                )
+            ).first()
+            seq, prev_hash = (1, GENESIS_HASH) if last is None else (int(last[0]) + 1, str(last[1]))
+            ts = self._clock.utcnow()
+            row = AuditEvent(
+                tenant_id=tid,
+                seq=seq,
+                ts=ts,
+                actor=actor,
+                kind=kind,
+                payload=payload_text,
+                prev_hash=prev_hash,
+                hash=event_hash(prev_hash, seq, ts, actor, kind, payload_text),
+            )
+            session.add(row)
+            await session.flush()
+            return _record(row)
+
+    async def records(
+        self, tenant_id: uuid.UUID | str, *, after_seq: int = 0, limit: int = _PAGE
+    ) -> list[AuditRecord]:
+        """Return up to `limit` events of the tenant with seq > `after_seq`, in seq order."""
+        tid = _as_uuid(tenant_id)
+        async with self._db.session(tid) as session:
+            rows = await session.scalars(
+                sa.select(AuditEvent)
+                .where(AuditEvent.tenant_id == tid, AuditEvent.seq > after_seq)
+                .order_by(AuditEvent.seq)
+                .limit(limit)
+            )
+            return [_record(r) for r in rows]
+
+    async def verify(self, tenant_id: uuid.UUID | str, archive_dir: Path | str | None = None) -> VerifyResult:
+        """Verify the tenant's chain (and, with `archive_dir`, its archived part and the boundary)."""
+        tid = _as_uuid(tenant_id)
+        checker = ChainChecker()
+        if archive_dir is not None:
+            from aitrading.engine.audit_archive import verify_archives
+
+            if not await verify_archives(checker, tid, Path(archive_dir)):
+                return checker.result()
+        after = 0
+        while True:
+            page = await self.records(tid, after_seq=after)
+            if not page:
+                break
+            if not checker.feed(page):
+                break
+            after = page[-1].seq
+        return checker.result()

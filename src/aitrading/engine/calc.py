@@ -1,0 +1,209 @@
+"""Exact MT5 margin and profit arithmetic, converted to the account currency.
+
+Formulas follow the MQL5 reference, `ENUM_SYMBOL_CALC_MODE`
+(https://www.mql5.com/en/docs/constants/environment_state/marketinfoconstants#enum_symbol_calc_mode):
+
+| calc mode | margin (margin currency) | profit (profit currency) |
+|---|---|---|
+| FOREX | lots × contract_size / leverage × margin_rate | (close − open) × contract_size × lots |
+| FOREX_NO_LEVERAGE | lots × contract_size × margin_rate | same |
+| CFD | lots × contract_size × price × margin_rate | same |
+| CFDLEVERAGE | lots × contract_size × price / leverage × margin_rate | same |
+
+Profit is signed by side (a SELL earns open − close). Other modes (FUTURES, CFDINDEX, exchange modes) need
+tick value/size and initial-margin fields `SymbolSpec` does not carry yet; they raise `ValueError`.
+
+Conversion to the account currency (MetaTrader 5 Help, "Margin Calculation: Retail Forex, Futures",
+https://www.metatrader5.com/en/terminal/help/trading_advanced/margin_forex): an amount in currency X
+goes through the symbol XA (multiply) or AX (divide), A being the account currency. Margin uses the
+conversion symbol's ask for a BUY and its bid for a SELL. Profit uses the rate at which the amount could
+really be exchanged: a gain in X is sold (× bid of XA, ÷ ask of AX) and a loss in X is bought back (× ask of
+XA, ÷ bid of AX), so a spread in the conversion symbol never flatters the result. Crosses through a third
+currency (e.g. CHF → JPY via USD) are not tried; such a missing rate raises `ValueError`.
+
+Everything inside is `Fraction` arithmetic on raw integers (prices 1e-9, volumes 1e-8 lots), so nothing
+rounds until the public functions quantize once, with `values.money`, to the account currency's digits
+(half away from zero). `margin_exact` and `profit_exact` give the unrounded amounts for callers that sum
+many positions and round the total once.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from fractions import Fraction
+from typing import Protocol
+
+from aitrading.model.enums import Side
+from aitrading.model.symbols import SymbolSpec
+from aitrading.model.values import PRICE_SCALE, VOLUME_SCALE, money
+
+__all__ = [
+    "CALC_MODE_CFD",
+    "CALC_MODE_CFDLEVERAGE",
+    "CALC_MODE_FOREX",
+    "CALC_MODE_FOREX_NO_LEVERAGE",
+    "SUPPORTED_CALC_MODES",
+    "Rates",
+    "conversion_rate",
+    "margin",
+    "margin_exact",
+    "profit",
+    "profit_exact",
+    "to_money",
+]
+
+# MT5's SYMBOL_CALC_MODE_* values (also in aitrading.mt5.constants; repeated here so the engine does not
+# import the terminal package — a test keeps the two in step).
+CALC_MODE_FOREX = 0
+CALC_MODE_CFD = 2
+CALC_MODE_CFDLEVERAGE = 4
+CALC_MODE_FOREX_NO_LEVERAGE = 5
+SUPPORTED_CALC_MODES = frozenset(
+    {CALC_MODE_FOREX, CALC_MODE_FOREX_NO_LEVERAGE, CALC_MODE_CFD, CALC_MODE_CFDLEVERAGE}
+)
+
+_LOT_PRICE = PRICE_SCALE * VOLUME_SCALE
+
+
+class Rates(Protocol):
+    """Current quotes for currency conversion."""
+
+    def quote(self, symbol: str) -> tuple[int, int] | None:
+        """Return the raw (bid, ask) of `symbol`, or None when there is no such symbol or quote."""
+        ...
+
+
+def _lots_times_size(spec: SymbolSpec, volume_raw: int) -> Fraction:
+    return Fraction(volume_raw, VOLUME_SCALE) * Fraction(spec.contract_size)
+
+
+def conversion_rate(
+    currency: str, account_currency: str, rates: Rates, *, use_ask_direct: bool, use_ask_inverse: bool
+) -> Fraction:
+    """Return how many units of `account_currency` one unit of `currency` is worth.
+
+    Through `currency+account` the rate is its ask when `use_ask_direct`, else its bid; through
+    `account+currency` it is 1 / (ask when `use_ask_inverse`, else bid). Raise `ValueError` without a quote.
+    """
+    if currency == account_currency:
+        return Fraction(1)
+    direct = rates.quote(currency + account_currency)
+    if direct is not None and min(direct) > 0:
+        bid, ask = direct
+        return Fraction(ask if use_ask_direct else bid, PRICE_SCALE)
+    inverse = rates.quote(account_currency + currency)
+    if inverse is not None and min(inverse) > 0:
+        bid, ask = inverse
+        return Fraction(PRICE_SCALE, ask if use_ask_inverse else bid)
+    raise ValueError(
+        f"no quote of {currency}{account_currency} or {account_currency}{currency} to convert {currency}"
+    )
+
+
+def margin_exact(
+    spec: SymbolSpec,
+    side: Side,
+    volume_raw: int,
+    price_raw: int,
+    *,
+    leverage: int,
+    account_currency: str,
+    rates: Rates,
+    margin_rate: Fraction | Decimal | int = 1,
+) -> Fraction:
+    """Return the unrounded margin of `volume_raw` at `price_raw`, in the account currency."""
+    if leverage <= 0:
+        raise ValueError(f"leverage must be positive, got {leverage}")
+    base = _lots_times_size(spec, volume_raw) * Fraction(margin_rate)
+    mode = spec.trade_calc_mode
+    if mode == CALC_MODE_FOREX:
+        amount = base / leverage
+    elif mode == CALC_MODE_FOREX_NO_LEVERAGE:
+        amount = base
+    elif mode == CALC_MODE_CFD:
+        amount = base * Fraction(price_raw, PRICE_SCALE)
+    elif mode == CALC_MODE_CFDLEVERAGE:
+        amount = base * Fraction(price_raw, PRICE_SCALE) / leverage
+    else:
+        raise ValueError(f"{spec.name}: margin for calc mode {mode} is not supported")
+    buy = side is Side.BUY
+    rate = conversion_rate(
+        spec.currency_margin, account_currency, rates, use_ask_direct=buy, use_ask_inverse=buy
+    )
+    return amount * rate
+
+
+def profit_exact(
+    spec: SymbolSpec,
+    side: Side,
+    volume_raw: int,
+    open_raw: int,
+    close_raw: int,
+    *,
+    account_currency: str,
+    rates: Rates,
+) -> Fraction:
+    """Return the unrounded profit of `volume_raw` opened at `open_raw` and closed at `close_raw`."""
+    if spec.trade_calc_mode not in SUPPORTED_CALC_MODES:
+        raise ValueError(f"{spec.name}: profit for calc mode {spec.trade_calc_mode} is not supported")
+    amount = Fraction(side.sign * (close_raw - open_raw) * volume_raw, _LOT_PRICE) * Fraction(
+        spec.contract_size
+    )
+    loss = amount < 0
+    rate = conversion_rate(
+        spec.currency_profit, account_currency, rates, use_ask_direct=loss, use_ask_inverse=not loss
+    )
+    return amount * rate
+
+
+def to_money(value: Fraction, digits: int = 2) -> Decimal:
+    """Round an exact amount to `digits` decimals half away from zero, as `values.money` books it."""
+    scaled = abs(value) * 10**digits
+    q, r = divmod(scaled.numerator, scaled.denominator)
+    if 2 * r >= scaled.denominator:
+        q += 1
+    return money(Decimal(-q if value < 0 else q).scaleb(-digits), digits)
+
+
+def margin(
+    spec: SymbolSpec,
+    side: Side,
+    volume_raw: int,
+    price_raw: int,
+    *,
+    leverage: int,
+    account_currency: str,
+    rates: Rates,
+    margin_rate: Fraction | Decimal | int = 1,
+    digits: int = 2,
+) -> Decimal:
+    """Return the margin MT5 requires for the order, in the account currency, quantized to `digits`."""
+    exact = margin_exact(
+        spec,
+        side,
+        volume_raw,
+        price_raw,
+        leverage=leverage,
+        account_currency=account_currency,
+        rates=rates,
+        margin_rate=margin_rate,
+    )
+    return to_money(exact, digits)
+
+
+def profit(
+    spec: SymbolSpec,
+    side: Side,
+    volume_raw: int,
+    open_raw: int,
+    close_raw: int,
+    *,
+    account_currency: str,
+    rates: Rates,
+    digits: int = 2,
+) -> Decimal:
+    """Return the profit of the trade in the account currency, quantized to `digits`."""
+    exact = profit_exact(
+        spec, side, volume_raw, open_raw, close_raw, account_currency=account_currency, rates=rates
+    )
+    return to_money(exact, digits)
