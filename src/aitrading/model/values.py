@@ -8,7 +8,7 @@ the hot path as plain ints with no float drift (NautilusTrader stores prices the
 from __future__ import annotations
 
 import math
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 
 __all__ = [
     "PRICE_DECIMALS",
@@ -29,6 +29,8 @@ PRICE_DECIMALS = 9
 PRICE_SCALE: int = 1_000_000_000
 VOLUME_DECIMALS = 8
 VOLUME_SCALE: int = 100_000_000
+# Decimal's default context keeps 28 digits and would round silently; these conversions must be exact.
+_EXACT = Context(prec=400, Emax=10**6, Emin=-(10**6))
 _MAX_EXACT_FLOAT_PRICE = 2**53 / PRICE_SCALE  # ~9.0e6: below it a float of ≤9 decimals round-trips exactly
 
 
@@ -49,8 +51,8 @@ def _to_raw(value: float | int | str | Decimal, scale: int, decimals: int, what:
         raise ValueError(f"{what} is not a number: {value!r}") from None
     if not dec.is_finite():
         raise ValueError(f"{what} must be finite, got {value!r}")
-    scaled = dec.scaleb(decimals)
-    if scaled != scaled.to_integral_value():
+    scaled = dec.scaleb(decimals, context=_EXACT)
+    if scaled != scaled.to_integral_value(context=_EXACT):
         raise ValueError(f"{what} {value} has more than {decimals} decimals")
     return int(scaled)
 
@@ -71,7 +73,7 @@ def round_price_raw(raw: int, digits: int) -> int:
 
 def price_decimal(raw: int) -> Decimal:
     """Return the exact `Decimal` of a raw price."""
-    return Decimal(raw).scaleb(-PRICE_DECIMALS).normalize()
+    return Decimal(raw).scaleb(-PRICE_DECIMALS, context=_EXACT).normalize(context=_EXACT)
 
 
 def price_float(raw: int) -> float:
@@ -86,7 +88,7 @@ def volume_raw(value: float | int | str | Decimal) -> int:
 
 def volume_decimal(raw: int) -> Decimal:
     """Return the exact `Decimal` of a raw volume."""
-    return Decimal(raw).scaleb(-VOLUME_DECIMALS).normalize()
+    return Decimal(raw).scaleb(-VOLUME_DECIMALS, context=_EXACT).normalize(context=_EXACT)
 
 
 def volume_float(raw: int) -> float:

@@ -102,3 +102,13 @@ def test_fraction_to_money_rounds_like_money_on_the_exact_value(value: Fraction,
         assert fraction_to_money(value, digits) == money(exact, digits)
     step = Fraction(1, 10**digits)
     assert abs(Fraction(fraction_to_money(value, digits)) - value) <= step / 2
+
+
+def test_huge_values_convert_exactly_or_are_refused_never_silently_rounded() -> None:
+    from aitrading.model.values import price_decimal, price_raw, volume_decimal
+
+    assert price_decimal(10**30 + 1) == Decimal("1000000000000000000000.000000001")
+    assert volume_decimal(10**40 + 1) == Decimal("100000000000000000000000000000000.00000001")
+    assert price_raw("1234567890123456789.123456789") == 1234567890123456789123456789
+    with pytest.raises(ValueError, match="more than 9 decimals"):
+        price_raw("1234567890123456789.1234567891")
