@@ -10,36 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from aitrading.mt5 import constants
-from aitrading.mt5.api import (
-    account_info,
-    copy_rates_from,
-    copy_rates_from_pos,
-    copy_rates_range,
-    copy_ticks_from,
-    copy_ticks_range,
-    current,
-    history_deals_get,
-    history_orders_get,
-    initialize,
-    last_error,
-    login,
-    order_calc_margin,
-    order_calc_profit,
-    order_check,
-    order_send,
-    orders_get,
-    positions_get,
-    shutdown,
-    symbol_info,
-    symbol_info_tick,
-    symbol_select,
-    symbols_get,
-    symbols_total,
-    terminal_info,
-    use,
-    version,
-)
+from aitrading.mt5 import api, constants
+from aitrading.mt5.api import *  # noqa: F403 - the MetaTrader5 function names, listed in api.__all__
 from aitrading.mt5.constants import *  # noqa: F403 - the package's flat namespace of constants
 from aitrading.mt5.sim import ReplayTickSource, SimAccount, SimulatedTerminal, SyntheticTickSource
 from aitrading.mt5.specs import DEFAULT_PROFILES, DEFAULT_SPECS, SyntheticProfile, default_specs
@@ -97,33 +69,7 @@ __all__ = [
     "TradeOrder",
     "TradePosition",
     "TradeRequest",
-    "account_info",
-    "copy_rates_from",
-    "copy_rates_from_pos",
-    "copy_rates_range",
-    "copy_ticks_from",
-    "copy_ticks_range",
-    "current",
     "default_specs",
-    "history_deals_get",
-    "history_orders_get",
-    "initialize",
-    "last_error",
-    "login",
-    "order_calc_margin",
-    "order_calc_profit",
-    "order_check",
-    "order_send",
-    "orders_get",
-    "positions_get",
-    "shutdown",
-    "symbol_info",
-    "symbol_info_tick",
-    "symbol_select",
-    "symbols_get",
-    "symbols_total",
-    "terminal_info",
-    "use",
-    "version",
 ]
+__all__ += api.__all__
 __all__ += constants.__all__
