@@ -15,6 +15,8 @@ from urllib.parse import urlparse
 
 import pytest
 
+from aitrading.storage.ticks import ChDBTickStore
+
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -94,6 +96,21 @@ def redis_url() -> str:
 def nats_url() -> str:
     """URL of the real NATS server with JetStream."""
     return require_service("NATS", NATS_URL)
+
+
+@pytest.fixture
+async def chdb_store(tmp_path: Path) -> AsyncIterator[ChDBTickStore]:
+    """A started embedded tick store in `tmp_path`, stopped after the test.
+
+    chDB admits one data path per process at a time, so every store is stopped before the next test opens
+    another path.
+    """
+    store = ChDBTickStore(tmp_path / "chdb")
+    await store.start()
+    try:
+        yield store
+    finally:
+        await store.stop()
 
 
 @pytest.fixture

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
-import pytest
 from fakes import MemorySink
 from test_bridge_bars import DIGITS, FEED, POINT, SYMBOL, digits, latest, resample_bars, stream
 
@@ -239,18 +237,8 @@ async def test_store_that_cannot_aggregate_does_not_get_the_possibly_partial_fir
 # --- against the real tick store ----------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def chdb(tmp_path: Path) -> AsyncIterator[ChDBTickStore]:
-    store = ChDBTickStore(tmp_path / "chdb")
-    await store.start()
-    try:
-        yield store
-    finally:
-        await store.stop()
-
-
 async def test_stored_bars_equal_the_tick_stores_own_aggregate_bars_across_a_restart(
-    chdb: ChDBTickStore,
+    chdb_store: ChDBTickStore,
 ) -> None:
     ticks = stream(15, n=4_000)
     cut = 2_300
@@ -259,7 +247,7 @@ async def test_stored_bars_equal_the_tick_stores_own_aggregate_bars_across_a_res
         bus = MemoryBus()
         await bus.connect()
         pipe = IngestPipeline(
-            bus, chdb, LiveClock(), flush_ms=5, bars=BarBuilder(digits_of=digits), bar_clock_ms=0
+            bus, chdb_store, LiveClock(), flush_ms=5, bars=BarBuilder(digits_of=digits), bar_clock_ms=0
         )
         await pipe.start()
         seq = await feed(pipe, part, seq)
@@ -273,7 +261,9 @@ async def test_stored_bars_equal_the_tick_stores_own_aggregate_bars_across_a_res
     lo, hi = min(t.time_msc for t in ticks), max(t.time_msc for t in ticks) + 1
     point = 10 ** (9 - DIGITS)
     for tf in Timeframe:
-        stored = await chdb.query_bars(FEED, SYMBOL, tf, 0, hi // 1000 + 86_400, limit=100_000)
-        built = await chdb.aggregate_bars(FEED, SYMBOL, tf, lo - lo % 86_400_000, hi + 86_400_000, point)
+        stored = await chdb_store.query_bars(FEED, SYMBOL, tf, 0, hi // 1000 + 86_400, limit=100_000)
+        built = await chdb_store.aggregate_bars(
+            FEED, SYMBOL, tf, lo - lo % 86_400_000, hi + 86_400_000, point
+        )
         assert stored == built, tf.name
         assert stored == resample_bars(ticks, tf)

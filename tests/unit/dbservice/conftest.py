@@ -7,7 +7,6 @@ it at the end (as `tests/unit/storage_ticks/conftest.py` does); starting one cos
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -36,16 +35,11 @@ def eurusd() -> list[Tick]:
 
 
 @pytest.fixture
-async def store(tmp_path: Path, eurusd: list[Tick]) -> AsyncIterator[TickStore]:
+async def store(chdb_store: ChDBTickStore, eurusd: list[Tick]) -> TickStore:
     """A started chDB store holding `eurusd` and `other_ticks()`."""
-    tick_store = ChDBTickStore(tmp_path / "chdb")
-    await tick_store.start()
-    try:
-        await tick_store.write_ticks(eurusd, {"test": 1})
-        await tick_store.write_ticks(other_ticks(), {"test": 2})
-        yield tick_store
-    finally:
-        await tick_store.stop()
+    await chdb_store.write_ticks(eurusd, {"test": 1})
+    await chdb_store.write_ticks(other_ticks(), {"test": 2})
+    return chdb_store
 
 
 async def _client(service: DatabaseService) -> AsyncIterator[httpx.AsyncClient]:

@@ -6,20 +6,12 @@ tick-store tests do) before the next test opens another path.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
 from aitrading.storage.ticks import ChDBTickStore
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[ChDBTickStore]:
-    """A started `ChDBTickStore` in `tmp_path`."""
-    store = ChDBTickStore(tmp_path / "chdb")
-    await store.start()
-    try:
-        yield store
-    finally:
-        await store.stop()
+def store(chdb_store: ChDBTickStore) -> ChDBTickStore:
+    """The shared started `ChDBTickStore` (see tests/conftest.py)."""
+    return chdb_store

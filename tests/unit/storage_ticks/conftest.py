@@ -79,14 +79,3 @@ async def stores(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
 async def store(stores: Stores) -> TickStore:
     """A started store of each implementation."""
     return await stores.open()
-
-
-@pytest.fixture
-async def chdb_store(tmp_path: Path) -> AsyncIterator[ChDBTickStore]:
-    """A started embedded store in `tmp_path`."""
-    store = ChDBTickStore(tmp_path / "chdb")
-    await store.start()
-    try:
-        yield store
-    finally:
-        await store.stop()
