@@ -180,7 +180,8 @@ class Kernel:
             )
             await session.commit()
 
-    def _checks(self, name: str) -> dict[str, Check]:
+    def checks_for(self, name: str) -> dict[str, Check]:
+        """The readiness checks of service `name` over this process's resources."""
         checks: dict[str, Check] = {}
         needs = RESOURCES[name] & self._needed
         if "bus" in needs and self.bus is not None:
@@ -210,7 +211,3 @@ class Kernel:
 
         stop = await start_simulated_agent(self.config, self.clock)
         self._started.append(stop)
-
-    def checks_for(self, name: str) -> dict[str, Check]:
-        """The readiness checks of service `name` over this process's resources."""
-        return self._checks(name)
