@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 
 from aitrading.common.clock import LiveClock
-from aitrading.engine.audit import GENESIS_HASH, AuditLog
+from aitrading.storage.audit.chain import GENESIS_HASH, AuditLog
 from aitrading.storage.oltp import Database, current, downgrade, ensure_tenant, head, upgrade
 
 pytestmark = pytest.mark.integration
@@ -22,7 +22,7 @@ def asyncpg_dsn(url: str) -> str:
 
 async def test_upgrade_to_0002_forces_rls_and_downgrade_removes_the_table(fresh_postgres_db: str) -> None:
     await upgrade(fresh_postgres_db)
-    assert await current(fresh_postgres_db) == head() == "0002"
+    assert await current(fresh_postgres_db) == head() == "0005"
     conn = await asyncpg.connect(asyncpg_dsn(fresh_postgres_db))
     try:
         rls = await conn.fetchrow(
@@ -42,7 +42,7 @@ async def test_upgrade_to_0002_forces_rls_and_downgrade_removes_the_table(fresh_
         assert await conn.fetchval("SELECT to_regclass('public.users')") is not None
 
         await upgrade(fresh_postgres_db)
-        assert await current(fresh_postgres_db) == "0002"
+        assert await current(fresh_postgres_db) == head()
         assert await conn.fetchval("SELECT to_regclass('public.audit_events')") is not None
     finally:
         await conn.close()

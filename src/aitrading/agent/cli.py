@@ -249,14 +249,35 @@ def run(
     store: StoreOpt = StoreKind.auto,
     file: FileOpt = None,
     log_level: Annotated[str | None, typer.Option(help="Log level on stderr")] = None,
+    execute: Annotated[
+        bool, typer.Option(help="Execute the platform's trade commands on the terminals' accounts")
+    ] = True,
+    account_id: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--account-id", help="Repeatable FEED=ID: the account id of a terminal (default: its login)"
+        ),
+    ] = None,
+    snapshot_interval: Annotated[
+        float, typer.Option(min=0.1, help="Seconds between account snapshots sent to the platform")
+    ] = 5.0,
+    deals_window: Annotated[
+        float, typer.Option(min=0.01, help="Hours of deals each account snapshot carries")
+    ] = 24.0,
 ) -> None:
-    """Stream the terminals' ticks to the data bridge until Ctrl-C or SIGTERM, then stop cleanly."""
+    """Stream the terminals' ticks to the data bridge and execute trade commands until Ctrl-C or SIGTERM."""
+    from dataclasses import replace
+
+    from aitrading.agent.executor import CRASH_ENV
     from aitrading.agent.service import Agent
     from aitrading.agent.terminals import Mt5Accounts, close_terminals, open_terminals, parse_terminal_spec
     from aitrading.common.clock import LiveClock
 
+    # A test hook, not configuration: taken out before the config (which refuses unknown keys) loads.
+    crash_after_order_send = os.environ.pop(CRASH_ENV, "") == "1"
     with _one_line_errors():
         cfg, env = _setup(log_level or "INFO")
+        ids = _account_ids(account_id or [])
         specs = [parse_terminal_spec(t) for t in terminal or ["sim"]]
         wanted = tuple(s.strip() for s in (symbols or "").split(",") if s.strip())  # case-sensitive: EURUSDm
         # opened on first use, so a simulated-only development agent asks for no passphrase
@@ -275,7 +296,20 @@ def run(
                 login = f", login {t.login}" if t.login is not None else ""
                 console.print(f"terminal {t.spec} → feed {escape(t.feed.feed)}{login}: {escape(shown)}")
             key = _device_key(cfg, creds, dev_key)
-            agent = Agent(agent_cfg, [t.feed for t in opened], device_key=key, clock=clock, status_api=status)
+            unknown = sorted(set(ids) - {t.feed.feed for t in opened})
+            if unknown:
+                raise typer.BadParameter(f"--account-id names no terminal's feed: {', '.join(unknown)}")
+            feeds = [replace(t.feed, account=ids.get(t.feed.feed), execute=execute) for t in opened]
+            agent = Agent(
+                agent_cfg,
+                feeds,
+                device_key=key,
+                clock=clock,
+                status_api=status,
+                snapshot_interval_s=snapshot_interval,
+                deals_window_s=deals_window * 3600,
+                crash_after_order_send=crash_after_order_send,
+            )
             where = f"; status http://127.0.0.1:{agent_cfg.status_port}/status" if status else ""
             banner = escape(f"agent {agent_cfg.device_id} → {agent_cfg.bridge_url}{where}; Ctrl-C stops")
             asyncio.run(_serve(agent, lambda: console.print(banner)))
@@ -284,6 +318,24 @@ def run(
         finally:
             close_terminals(opened)
         console.print("stopped cleanly")
+
+
+def _account_ids(items: list[str]) -> dict[str, str]:
+    """Parse `FEED=ID` pairs; a feed may be named once."""
+    from aitrading.model.ids import account_id
+
+    out: dict[str, str] = {}
+    for item in items:
+        feed, eq, ident = item.rpartition("=")
+        if not eq or not feed or not ident:
+            raise typer.BadParameter(f"--account-id {item!r} is not FEED=ID")
+        if feed in out:
+            raise typer.BadParameter(f"--account-id names feed {feed!r} twice")
+        try:
+            out[feed] = account_id(ident)
+        except ValueError as exc:
+            raise typer.BadParameter(f"--account-id {item!r}: {exc}") from None
+    return out
 
 
 def _device_key(cfg: PlatformConfig, creds: Callable[[], CredentialStore], dev_key: bool) -> str:
@@ -377,6 +429,7 @@ def show_status(
 
 
 def _print_status(st: AgentStatus) -> None:
+    ex = st.execution
     link = {"connected": "green", "connecting": "yellow", "backoff": "yellow"}.get(st.link, "red")
     state = {"running": "green", "degraded": "yellow"}.get(st.state, "red")
     rows = {
@@ -385,6 +438,10 @@ def _print_status(st: AgentStatus) -> None:
         "buffer": f"{st.buffered_batches:,} batch(es), {st.buffered_ticks:,} tick(s) not yet acknowledged",
         "read": f"{st.ticks_per_s_read:,.1f} ticks/s, {st.ticks_read:,} in all",
         "sent": f"{st.ticks_per_s_sent:,.1f} ticks/s, {st.ticks_sent:,} in all",
+        "accounts": ", ".join(f"{escape(a)} ({escape(f)})" for a, f in ex.accounts.items())
+        or "none (streams only)",
+        "orders": f"{ex.executed:,} executed, {ex.recovered:,} recovered, {ex.failed:,} failed, "
+        f"{ex.in_flight_total:,} unfinished",
         "last error": f"[red]{escape(st.last_error)}[/]" if st.last_error else "none",
     }
     agent = Table(title=f"Agent {escape(st.device_id)} ({st.version})", show_header=False)
@@ -397,3 +454,8 @@ def _print_status(st: AgentStatus) -> None:
             escape(s.src), str(s.acked_seq), str(s.buffered_batches), escape(", ".join(s.symbols))
         )
     console.print(sources)
+    if ex.in_flight:
+        orders = Table("client order id", "account", "state", "age", title="Unfinished orders")
+        for o in ex.in_flight:
+            orders.add_row(escape(o.client_order_id), escape(o.account), o.state, f"{o.age_s:,.1f} s")
+        console.print(orders)

@@ -7,6 +7,10 @@ on the wire. A `BatchAck` is cumulative: it removes that batch and every earlier
 Nothing leaves the buffer except by an ack or the welcome, so a dropped connection loses nothing and a
 resent batch that the bridge already stored is only acked again (the bridge de-duplicates by sequence).
 
+Order execution rides the same session (docs/adr/0009-execution-through-agents.md): the hello names the
+`accounts` the agent executes for, frames other than acks (trade commands, report acks) go to `on_message`,
+`on_connected` runs once a session is up, and `send_message` sends a report or snapshot on it.
+
 Failures are sorted by what helps: a refused device (HTTP 401/403 on the upgrade, close code 4401/4403,
 or a `BridgeError` with an auth code) stops the client with `AuthenticationFailed`; everything else
 reconnects after an exponential, capped, fully jittered delay (a small loop: neither `stamina` nor
@@ -96,14 +100,18 @@ class BridgeClient:
         on_welcome: Callable[[BridgeWelcome], None] | None = None,
         on_message: Callable[[Message], None] | None = None,
         symbols: Mapping[str, Mapping[str, int]] | None = None,
+        accounts: Mapping[str, str] | None = None,
+        on_connected: Callable[[BridgeWelcome], None] | None = None,
     ) -> None:
         self.url = url
         self.symbols: dict[str, dict[str, int]] = {f: dict(d) for f, d in (symbols or {}).items()}
+        self.accounts: dict[str, str] = dict(accounts or {})
         self.device_id = device_id
         self.sources = tuple(sources)
         self.state = LinkState.IDLE
         self.last_error = ""
         self.reconnects = 0
+        self.welcome: BridgeWelcome | None = None
         self.acked: dict[str, int] = {src: buffer.acked(src) for src in self.sources}
         self.sent = RateMeter(clock)
         self.window_batches = window_batches
@@ -117,6 +125,9 @@ class BridgeClient:
         self._rng = rng or random.Random()
         self._on_welcome = on_welcome
         self._on_message = on_message
+        self._on_connected = on_connected
+        self._ws: ClientConnection | None = None
+        self._send_lock = asyncio.Lock()  # batches, reports and snapshots share one socket
         self._attempt = 0
         self._wake = asyncio.Event()
         self._acked_event = asyncio.Event()  # cleared only by the sender
@@ -177,6 +188,18 @@ class BridgeClient:
             return False
         return True
 
+    async def send_message(self, msg: Message) -> bool:
+        """Send `msg` on the current session; return False if there is none or it dropped meanwhile."""
+        ws = self._ws
+        if ws is None or self.state is not LinkState.CONNECTED:
+            return False
+        try:
+            async with self._send_lock:
+                await ws.send(encode(msg))
+        except (ConnectionClosed, OSError):
+            return False
+        return True
+
     @property
     def inflight(self) -> int:
         """Batches sent on the current connection and not yet acknowledged."""
@@ -201,6 +224,9 @@ class BridgeClient:
             _log.info("bridge_connected", url=self.url, sources=list(self.sources))
             for q in self._inflight.values():
                 q.clear()
+            self._ws = ws
+            if self._on_connected is not None and self.welcome is not None:
+                self._on_connected(self.welcome)
             tasks = [
                 asyncio.create_task(self._receive(ws), name="agent-receive"),
                 asyncio.create_task(self._send(ws), name="agent-send"),
@@ -222,6 +248,7 @@ class BridgeClient:
             self._raise_for_close(ws)
             raise
         finally:
+            self._ws = None
             await ws.close()
             self._depth_gauge()
 
@@ -233,6 +260,7 @@ class BridgeClient:
                     agent_version=__version__,
                     sources=list(self.sources),
                     symbols={feed: dict(digits) for feed, digits in self.symbols.items()},
+                    accounts=dict(self.accounts),
                 )
             )
         )
@@ -255,6 +283,7 @@ class BridgeClient:
                 if dropped:
                     _log.info("dropped_durable_batches", src=src, through=seq, batches=dropped)
         self._attempt = 0
+        self.welcome = first
         if self._on_welcome is not None:
             self._on_welcome(first)
         self._drained.set()
@@ -273,7 +302,8 @@ class BridgeClient:
                     break
                 batches = await asyncio.to_thread(self._buffer.pending, src, after=sent_upto[src], limit=room)
                 for batch in batches:
-                    await ws.send(batch.frame)
+                    async with self._send_lock:
+                        await ws.send(batch.frame)
                     sent_upto[src] = batch.seq
                     self._inflight[src].append((batch.seq, batch.ticks))
                     self.sent.add(batch.ticks)

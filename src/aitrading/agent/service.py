@@ -1,5 +1,10 @@
 """The PC agent: terminal(s) → streamer → durable buffer → bridge client, plus the local status API.
 
+Terminals that can trade (they have `order_send` and the history functions) are also trading accounts:
+the agent declares them to the bridge and executes the trade commands it forwards, exactly once per
+client order id (`executor.OrderExecutor`, journalled beside the buffer), reporting each result and
+snapshots of each account.
+
 `stop()` lets each streamer store its partial batch, gives the client a moment to get the last batches
 acknowledged, then closes the socket with a normal close. Whatever is still unacknowledged stays in the
 buffer and goes out after the next start.
@@ -13,20 +18,35 @@ from __future__ import annotations
 import asyncio
 import random
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from aitrading.agent.buffer import DurableBuffer
 from aitrading.agent.client import BridgeClient, LinkState
-from aitrading.agent.status import AgentStatus, SourceStatus, StatusServer, create_status_app
+from aitrading.agent.executor import OrderExecutor, TradingAccount
+from aitrading.agent.journal import OrderJournal, journal_path_for
+from aitrading.agent.status import (
+    AgentStatus,
+    ExecutionStatus,
+    OrderInFlight,
+    SourceStatus,
+    StatusServer,
+    create_status_app,
+)
 from aitrading.agent.streamer import TickStreamer
 from aitrading.agent.terminal import TickSource
+from aitrading.agent.trading import TradingTerminal
+from aitrading.common.bus.codec import Message
 from aitrading.common.clock import Clock, LiveClock
 from aitrading.common.config import AgentConfig
 from aitrading.common.errors import ConfigError
 from aitrading.common.lifecycle import Component
-from aitrading.model.wire import BridgeWelcome
+from aitrading.model.commands import TradeCommand
+from aitrading.model.ids import AccountId, account_id
+from aitrading.model.wire import BridgeWelcome, ReportAck
 
 __all__ = ["Agent", "TerminalFeed"]
 
@@ -38,12 +58,17 @@ class TerminalFeed:
     `feed` names the broker server (ticks go to `md.tick.<feed>.<symbol>`); with no `symbols` the agent
     reads the terminal's visible (Market Watch) symbols. `offload=False` calls the terminal on the event
     loop, for in-process simulated terminals.
+
+    A terminal that can trade is executed for unless `execute=False`; `account` is its account id on the
+    bus (`ord.cmd.<tenant>.<account>`), by default the terminal's login.
     """
 
     feed: str
     terminal: TickSource
     symbols: tuple[str, ...] = ()
     offload: bool = True
+    account: str | None = None
+    execute: bool = True
 
 
 class Agent(Component):
@@ -65,6 +90,9 @@ class Agent(Component):
         backoff_base_s: float = 0.5,
         backoff_cap_s: float = 30.0,
         rng: random.Random | None = None,
+        snapshot_interval_s: float = 5.0,
+        deals_window_s: float = 86_400.0,
+        crash_after_order_send: bool | None = None,
     ) -> None:
         super().__init__()
         if not feeds:
@@ -91,6 +119,10 @@ class Agent(Component):
         self._client_opts = (window_batches, backoff_base_s, backoff_cap_s, rng)
         self._tasks: list[asyncio.Task[None]] = []
         self._client_task: asyncio.Task[None] | None = None
+        self.journal: OrderJournal | None = None
+        self.executor: OrderExecutor | None = None
+        self._executor_opts = (snapshot_interval_s, deals_window_s, crash_after_order_send)
+        self._order_tasks: set[asyncio.Task[object]] = set()
 
     async def _digits(self, feed: TerminalFeed) -> dict[str, int]:
         """Ask the terminal for each streamed symbol's digits (announced to the bridge in the hello)."""
@@ -123,6 +155,7 @@ class Agent(Component):
         cfg = self.config
         assert cfg.buffer_path is not None  # checked in __init__
         self.buffer = buffer = await asyncio.to_thread(DurableBuffer, cfg.buffer_path)
+        executor = await self._start_executor(journal_path_for(cfg.buffer_path))
         window, base, cap, rng = self._client_opts
         client = BridgeClient(
             buffer,
@@ -137,6 +170,9 @@ class Agent(Component):
             rng=rng,
             on_welcome=self._on_welcome,
             symbols={f.feed: await self._digits(f) for f in self.feeds},
+            accounts={a.account: a.feed for a in executor.accounts.values()} if executor else None,
+            on_message=self._on_message,
+            on_connected=self._on_connected,
         )
         self.client = client
         for feed in self.feeds:
@@ -166,11 +202,74 @@ class Agent(Component):
             self._tasks.append(task)
         self._client_task = asyncio.create_task(client.run(), name="agent-bridge-client")
         self._client_task.add_done_callback(self._on_task_done)
+        if executor is not None:
+            task = asyncio.create_task(
+                executor.run_snapshots(lambda: client.state is LinkState.CONNECTED), name="agent-snapshots"
+            )
+            task.add_done_callback(self._on_task_done)
+            self._tasks.append(task)
+
+    async def _start_executor(self, path: Path | str) -> OrderExecutor | None:
+        """Open the order journal and settle what a crash left behind, if any terminal trades."""
+        accounts = await self._trading_accounts()
+        if not accounts:
+            return None
+        interval, window, crash = self._executor_opts
+        self.journal = journal = await asyncio.to_thread(OrderJournal, path)
+        self.executor = executor = OrderExecutor(
+            journal,
+            accounts,
+            clock=self.clock,
+            send=self._send_to_bridge,
+            snapshot_interval_s=interval,
+            deals_window_s=window,
+            crash_after_order_send=crash,
+        )
+        recovered = await executor.start()
+        if recovered:
+            self._log.warning("orders_recovered_after_restart", orders=[r.client_order_id for r in recovered])
+        return executor
+
+    async def _trading_accounts(self) -> list[TradingAccount]:
+        accounts: list[TradingAccount] = []
+        for feed in self.feeds:
+            term = feed.terminal
+            if not feed.execute or not isinstance(term, TradingTerminal):
+                continue
+            name = feed.account
+            if name is None:
+                info = await asyncio.to_thread(term.account_info) if feed.offload else term.account_info()
+                if info is None or not getattr(info, "login", 0):
+                    self._log.warning("terminal_not_logged_in", feed=feed.feed, hint="it streams, not trades")
+                    continue
+                name = str(info.login)
+            try:
+                account = account_id(name)
+            except ValueError as exc:
+                raise ConfigError(f"terminal of feed {feed.feed!r}: {exc}") from None
+            if any(a.account == account for a in accounts):
+                if feed.account is not None:
+                    raise ConfigError(f"two terminals are account {account}; give each its own account id")
+                # e.g. two simulated terminals with the same login: trade on the first, stream both
+                self._log.warning(
+                    "terminal_account_taken",
+                    feed=feed.feed,
+                    account=account,
+                    hint="it streams only; give it its own account id to trade on it",
+                )
+                continue
+            accounts.append(TradingAccount(AccountId(account), feed.feed, term))
+        return accounts
 
     async def _on_stop(self) -> None:
         for streamer in self.streamers:
             streamer.stop()
+        for task in self._tasks:
+            if task.get_name() == "agent-snapshots":
+                task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)  # each stores its partial batch
+        if self._order_tasks:  # let running orders report while the link is still up
+            await asyncio.wait(self._order_tasks, timeout=self._drain_timeout)
         if self.client is not None:
             if self.client.state is LinkState.CONNECTED:
                 await self.client.drain(self._drain_timeout)
@@ -182,12 +281,23 @@ class Agent(Component):
             await self.status_server.stop()
         for streamer in self.streamers:
             streamer.close()
+        await self._close_orders()
         if self.buffer is not None:
             await asyncio.to_thread(self.buffer.close)
         self._tasks.clear()
         self.streamers = []
         self.buffer = None
         self._client_task = None
+
+    async def _close_orders(self) -> None:
+        for task in list(self._order_tasks):
+            task.cancel()
+        await asyncio.gather(*self._order_tasks, return_exceptions=True)
+        if self.executor is not None:
+            await asyncio.to_thread(self.executor.close)  # a running order_send gets journalled first
+        if self.journal is not None:
+            await asyncio.to_thread(self.journal.close)
+        self.executor = self.journal = None
 
     # -- status ------------------------------------------------------------------------------------
 
@@ -225,6 +335,36 @@ class Agent(Component):
             reconnects=client.reconnects if client else 0,
             sources=sources,
             last_error=errors[0] if errors else "",
+            execution=await self._execution_status(),
+        )
+
+    async def _execution_status(self) -> ExecutionStatus:
+        executor = self.executor
+        if executor is None:
+            return ExecutionStatus()
+        entries = []
+        with suppress(sqlite3.ProgrammingError):  # closed while stopping
+            entries = await asyncio.to_thread(executor.in_flight)
+        now = self.clock.now_ns()
+        c = executor.counts
+        return ExecutionStatus(
+            tenant=executor.tenant,
+            accounts={a.account: a.feed for a in executor.accounts.values()},
+            executed=c.executed,
+            recovered=c.recovered,
+            failed=c.failed,
+            duplicates=c.duplicates,
+            foreign=c.foreign,
+            in_flight_total=len(entries),
+            in_flight=[
+                OrderInFlight(
+                    client_order_id=e.client_order_id,
+                    account=e.account,
+                    state=e.state.value,
+                    age_s=max(0, now - e.received_ns) / 1e9,
+                )
+                for e in entries[:100]
+            ],
         )
 
     # -- internals ---------------------------------------------------------------------------------
@@ -232,6 +372,33 @@ class Agent(Component):
     def _on_welcome(self, welcome: BridgeWelcome) -> None:
         for streamer in self.streamers:
             streamer.limit_batch(welcome.max_batch_ticks)
+
+    def _on_connected(self, welcome: BridgeWelcome) -> None:
+        if self.executor is not None:
+            self._spawn(self.executor.on_connected(welcome.tenant), "agent-resend-reports")
+
+    def _on_message(self, msg: Message) -> None:
+        executor = self.executor
+        if executor is None:
+            return
+        if isinstance(msg, TradeCommand):
+            self._spawn(executor.submit(msg), f"agent-order-{msg.request.client_order_id}")
+        elif isinstance(msg, ReportAck):
+            self._spawn(executor.acked(msg), "agent-report-ack")
+
+    async def _send_to_bridge(self, msg: Message) -> bool:
+        return self.client is not None and await self.client.send_message(msg)
+
+    def _spawn(self, coro: Coroutine[Any, Any, object], name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._order_tasks.add(task)
+        task.add_done_callback(self._order_task_done)
+
+    def _order_task_done(self, task: asyncio.Task[object]) -> None:
+        self._order_tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            # The command stays in the journal; the engine's resend or the next connect picks it up.
+            self._log.error("order_task_failed", task=task.get_name(), error=f"{type(exc).__name__}: {exc}")
 
     def _on_task_done(self, task: asyncio.Task[None]) -> None:
         if task.cancelled():

@@ -16,7 +16,7 @@ __all__ = ["build_simulated_terminal", "replayed_symbols"]
 
 def build_simulated_terminal(config: PlatformConfig, clock: Clock) -> SimulatedTerminal:
     """Return an initialized simulated terminal for the configured symbols."""
-    from aitrading.mt5.sim import SimulatedTerminal, SyntheticTickSource
+    from aitrading.mt5.sim import ExecutionSettings, SimAccount, SimulatedTerminal, SyntheticTickSource
     from aitrading.mt5.specs import DEFAULT_SPECS
 
     sim = config.simulator
@@ -35,7 +35,13 @@ def build_simulated_terminal(config: PlatformConfig, clock: Clock) -> SimulatedT
         rate_factor=sim.rate_factor,
     )
     terminal = SimulatedTerminal(
-        clock, [DEFAULT_SPECS[s] for s in sim.symbols], source, feed=sim.feed, seed=sim.seed
+        clock,
+        [DEFAULT_SPECS[s] for s in sim.symbols],
+        source,
+        feed=sim.feed,
+        seed=sim.seed,
+        account=SimAccount.from_config(sim),
+        execution=ExecutionSettings.from_config(sim),
     )
     terminal.initialize()
     return terminal
@@ -44,7 +50,7 @@ def build_simulated_terminal(config: PlatformConfig, clock: Clock) -> SimulatedT
 def _replay_terminal(config: PlatformConfig, clock: Clock) -> SimulatedTerminal:
     """A simulated terminal whose feed is a history file paced into the present (from 1 s after now)."""
     from aitrading.history.replay import iter_ticks, paced
-    from aitrading.mt5.sim import ReplayTickSource, SimulatedTerminal
+    from aitrading.mt5.sim import ExecutionSettings, ReplayTickSource, SimAccount, SimulatedTerminal
     from aitrading.mt5.specs import DEFAULT_SPECS
 
     sim = config.simulator
@@ -59,7 +65,15 @@ def _replay_terminal(config: PlatformConfig, clock: Clock) -> SimulatedTerminal:
         )
     ticks = iter_ticks(sim.replay_file, sim.replay_format, feed=sim.feed, symbol=spec.name, tz=sim.replay_tz)
     source = ReplayTickSource(paced(ticks, clock.now_ms() + 1_000, sim.replay_speed))
-    terminal = SimulatedTerminal(clock, [spec], source, feed=sim.feed, seed=sim.seed)
+    terminal = SimulatedTerminal(
+        clock,
+        [spec],
+        source,
+        feed=sim.feed,
+        seed=sim.seed,
+        account=SimAccount.from_config(sim),
+        execution=ExecutionSettings.from_config(sim),
+    )
     terminal.initialize()
     return terminal
 

@@ -1,8 +1,9 @@
 """The agent's local status API (`GET /status` on 127.0.0.1:9001).
 
 It shows the trader whether ticks flow: the bridge link, the buffer depth, ticks per second read and
-sent, the acknowledged sequence per source and the last error. It binds to loopback unless told
-otherwise, because it has no authentication of its own.
+sent, the acknowledged sequence per source and the last error; and how order execution goes: the
+accounts executed for, commands executed, recovered and failed, and the journal's unfinished commands.
+It binds to loopback unless told otherwise, because it has no authentication of its own.
 """
 
 from __future__ import annotations
@@ -15,12 +16,19 @@ from collections.abc import Awaitable, Callable, Iterator
 
 import uvicorn
 from fastapi import FastAPI
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from aitrading import __version__
 from aitrading.common.errors import ConfigError
 
-__all__ = ["AgentStatus", "SourceStatus", "StatusServer", "create_status_app"]
+__all__ = [
+    "AgentStatus",
+    "ExecutionStatus",
+    "OrderInFlight",
+    "SourceStatus",
+    "StatusServer",
+    "create_status_app",
+]
 
 
 class SourceStatus(BaseModel):
@@ -30,6 +38,32 @@ class SourceStatus(BaseModel):
     acked_seq: int
     buffered_batches: int
     symbols: list[str]
+
+
+class OrderInFlight(BaseModel):
+    """A journalled command whose report the bridge has not acknowledged yet."""
+
+    client_order_id: str
+    account: str
+    state: str
+    """`received` (not sent yet), `sending` (sent, result not journalled) or `done` (report not acked)."""
+    age_s: float
+
+
+class ExecutionStatus(BaseModel):
+    """Order execution since the agent started."""
+
+    tenant: str = ""
+    accounts: dict[str, str] = Field(default_factory=dict)
+    """Accounts executed for → their feed."""
+    executed: int = 0
+    recovered: int = 0
+    failed: int = 0
+    duplicates: int = 0
+    foreign: int = 0
+    in_flight_total: int = 0
+    in_flight: list[OrderInFlight] = Field(default_factory=list)
+    """The oldest unfinished commands (at most 100)."""
 
 
 class AgentStatus(BaseModel):
@@ -48,6 +82,7 @@ class AgentStatus(BaseModel):
     reconnects: int
     sources: list[SourceStatus]
     last_error: str
+    execution: ExecutionStatus = Field(default_factory=ExecutionStatus)
     version: str = __version__
 
 

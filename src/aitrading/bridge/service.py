@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from aitrading.bridge.bars import BarBuilder
+from aitrading.bridge.orders import OrderRouter
 from aitrading.bridge.pipeline import IngestPipeline, LatestCache, TickSink
 from aitrading.bridge.symbols import SymbolRegistry
 from aitrading.bridge.ws import AgentEndpoint, DeviceAuth
@@ -18,7 +19,7 @@ __all__ = ["BridgeService"]
 
 
 class BridgeService(Service):
-    """Agent WebSocket → validation → bus + tick store + bars M1…D1 + latest-tick cache."""
+    """Agent WebSocket → validation → bus + tick store + bars M1…D1 + latest-tick cache; orders both ways."""
 
     name = "bridge"
     capabilities = (
@@ -28,6 +29,8 @@ class BridgeService(Service):
         "bars M1…D1 built like MT5's, published on md.bar.<feed>.<symbol>.<tf> and stored",
         "batched tick store writes, exactly once across bridge restarts",
         "latest tick per symbol in the cache",
+        "trade commands ord.cmd.<tenant>.<account> forwarded to the account's agent, one agent per account",
+        "order reports on ord.rpt, account snapshots on acct.snap, agent presence on agent.presence",
     )
 
     def __init__(
@@ -59,6 +62,7 @@ class BridgeService(Service):
             bars=bars,
         )
         self.validator = TickValidator(clock.now_ms, policy, known_symbols or self.symbols.known)
+        self.orders = OrderRouter(bus, clock)
         self.endpoint = AgentEndpoint(
             self.pipeline,
             self.validator,
@@ -66,6 +70,7 @@ class BridgeService(Service):
             self.symbols,
             max_batch_ticks=config.max_batch_ticks,
             max_frame_bytes=config.max_frame_bytes,
+            orders=self.orders,
         )
         self.add_router(self.endpoint.router)
         self.add_check("store_writes", self._store_ok)

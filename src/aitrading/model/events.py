@@ -18,6 +18,7 @@ from aitrading.model.ids import AccountId, ClientOrderId, TenantId
 from aitrading.model.positions import Position
 
 __all__ = [
+    "AccountRiskStateChanged",
     "AccountUpdated",
     "ComponentStateChanged",
     "OrderAccepted",
@@ -35,6 +36,7 @@ __all__ = [
     "PositionChanged",
     "PositionClosed",
     "PositionOpened",
+    "ReconciliationAlert",
     "TickRejected",
 ]
 
@@ -216,6 +218,34 @@ class AccountUpdated(Message, frozen=True):
     account: AccountId
     ts_ns: int
     state: AccountState
+
+
+class AccountRiskStateChanged(Message, frozen=True):
+    """The risk engine moved an account to ACTIVE, REDUCING (only risk-reducing orders) or HALTED."""
+
+    tenant: TenantId
+    account: AccountId
+    ts_ns: int
+    state: str
+    reason: str
+
+
+class ReconciliationAlert(Message, frozen=True):
+    """The engine's books and the terminal (the truth of what happened at the broker) disagreed.
+
+    `kind` is a stable code (`position_mismatch`, `unknown_deal`, `balance_mismatch`, `order_missing`, …);
+    `ours` and `theirs` describe both sides; `resolved` says what the engine did (it adopts the terminal's
+    view and books what it missed).
+    """
+
+    tenant: TenantId
+    account: AccountId
+    ts_ns: int
+    kind: str
+    detail: str
+    ours: str = ""
+    theirs: str = ""
+    resolved: str = ""
 
 
 class ComponentStateChanged(Message, frozen=True):

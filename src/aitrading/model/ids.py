@@ -25,6 +25,8 @@ __all__ = [
     "StrategyId",
     "TenantId",
     "account_id",
+    "account_snapshot_subject",
+    "agent_presence_subject",
     "bar_pattern",
     "bar_subject",
     "client_order_id",
@@ -32,6 +34,7 @@ __all__ = [
     "order_command_subject",
     "order_event_pattern",
     "order_event_subject",
+    "order_report_subject",
     "signal_subject",
     "strategy_id",
     "tenant_id",
@@ -163,6 +166,21 @@ def _market_token(value: str, what: str) -> str:
 def order_command_subject(tenant: str, account: str) -> str:
     """`ord.cmd.<tenant>.<account>`: order commands for one trading account."""
     return f"ord.cmd.{_scoped(tenant, 'tenant id')}.{_scoped(account, 'account id')}"
+
+
+def order_report_subject(tenant: str, account: str) -> str:
+    """`ord.rpt.<tenant>.<account>`: what the account's agent reports of the commands it executed."""
+    return f"ord.rpt.{_scoped(tenant, 'tenant id')}.{_scoped(account, 'account id')}"
+
+
+def account_snapshot_subject(tenant: str, account: str) -> str:
+    """`acct.snap.<tenant>.<account>`: the terminal's view of one account, for reconciliation."""
+    return f"acct.snap.{_scoped(tenant, 'tenant id')}.{_scoped(account, 'account id')}"
+
+
+def agent_presence_subject(tenant: str) -> str:
+    """`agent.presence.<tenant>`: a tenant's agents coming online or going offline."""
+    return f"agent.presence.{_scoped(tenant, 'tenant id')}"
 
 
 def order_event_subject(tenant: str, account: str) -> str:

@@ -5,6 +5,13 @@ then sends `AgentHello`. The bridge answers `BridgeWelcome` with the last durabl
 per source, so the agent drops what is already stored and resends the rest. Each `TickBatchFrame` carries
 a per-source sequence number; the bridge answers `BatchAck` only once that batch is durable, and acks
 (without storing again) a batch it has already stored. See docs/adr/0003-agent-protocol.md.
+
+Order execution rides the same connection (docs/adr/0009-execution-through-agents.md). `AgentHello.accounts`
+names the trading accounts the agent executes for; the bridge forwards each `TradeCommand` published on
+`ord.cmd.<tenant>.<account>` to the agent of that account, and the agent answers an `OrderReport` (what
+`order_send` answered, or what it found in the terminal's history when the command had already been sent
+before a crash) and, from time to time and after every execution, an `AccountSnapshot` (account, open
+positions, pending orders, recent deals) that the engine reconciles against its own books.
 """
 
 from __future__ import annotations
@@ -12,9 +19,24 @@ from __future__ import annotations
 import msgspec
 
 from aitrading.common.bus.codec import Message
+from aitrading.model.accounts import AccountState
+from aitrading.model.deals import Deal
+from aitrading.model.ids import AccountId, ClientOrderId, TenantId
 from aitrading.model.market import Tick
+from aitrading.model.positions import Position
 
-__all__ = ["AgentHello", "BatchAck", "BridgeError", "BridgeWelcome", "TickBatchFrame"]
+__all__ = [
+    "AccountSnapshot",
+    "AgentHello",
+    "AgentPresence",
+    "BatchAck",
+    "BridgeError",
+    "BridgeWelcome",
+    "OrderReport",
+    "PendingOrder",
+    "ReportAck",
+    "TickBatchFrame",
+]
 
 PROTOCOL_VERSION = 1
 
@@ -28,6 +50,8 @@ class AgentHello(Message, frozen=True):
     protocol: int = PROTOCOL_VERSION
     symbols: dict[str, dict[str, int]] = msgspec.field(default_factory=dict)
     """Per feed, the symbols the agent streams and their digits (from the terminal's `symbol_info`)."""
+    accounts: dict[str, str] = msgspec.field(default_factory=dict)
+    """Trading accounts the agent executes for: account id → the feed (broker server) of its terminal."""
 
 
 class BridgeWelcome(Message, frozen=True):
@@ -38,6 +62,8 @@ class BridgeWelcome(Message, frozen=True):
     max_batch_ticks: int
     max_frame_bytes: int
     protocol: int = PROTOCOL_VERSION
+    tenant: str = ""
+    """The tenant the device belongs to: the agent's reports and snapshots must name it."""
 
 
 class TickBatchFrame(Message, frozen=True):
@@ -64,3 +90,86 @@ class BridgeError(Message, frozen=True):
 
     code: str
     reason: str
+
+
+class OrderReport(Message, frozen=True):
+    """What happened to one `TradeCommand` at the terminal (agent → bridge → `ord.rpt.<tenant>.<account>`).
+
+    `retcode`, `order`, `deal`, `volume` (raw 1e-8), `price`, `bid`, `ask` (raw 1e-9) and `comment` are
+    `order_send`'s answer. `recovered` is True when the agent did not send the request now but found the
+    order it had sent before (a crash between `order_send` and this report) in the terminal's orders or
+    history, by its client order id in `comment`. `deals` are the terminal's deals of that order known
+    when reporting. `ts_ns` is when the agent made the report (its clock).
+    """
+
+    client_order_id: ClientOrderId
+    tenant: TenantId
+    account: AccountId
+    retcode: int
+    ts_ns: int
+    order: int = 0
+    deal: int = 0
+    volume: int = 0
+    price: int = 0
+    bid: int = 0
+    ask: int = 0
+    comment: str = ""
+    retcode_external: int = 0
+    recovered: bool = False
+    deals: list[Deal] = msgspec.field(default_factory=list)
+
+
+class PendingOrder(msgspec.Struct, frozen=True, kw_only=True):
+    """A pending order as the terminal lists it (`orders_get`): raw prices and volumes, UTC epoch ns."""
+
+    ticket: int
+    symbol: str
+    type: int
+    volume_initial: int
+    volume_current: int
+    price_open: int
+    stoplimit: int = 0
+    sl: int = 0
+    tp: int = 0
+    time_setup_ns: int = 0
+    time_expiration_ns: int = 0
+    type_time: int = 0
+    type_filling: int = 0
+    magic: int = 0
+    comment: str = ""
+    position_id: int = 0
+
+
+class AccountSnapshot(Message, frozen=True):
+    """The terminal's view of one account: the truth the engine reconciles against.
+
+    `deals` are the account's deals with `time_ns >= deals_from_ns` (the agent sends a window; the engine
+    keeps what it has not booked yet).
+    """
+
+    tenant: TenantId
+    account: AccountId
+    ts_ns: int
+    account_state: AccountState
+    positions: list[Position]
+    orders: list[PendingOrder]
+    deals_from_ns: int
+    deals: list[Deal]
+
+
+class ReportAck(Message, frozen=True):
+    """Bridge → agent: the report of `client_order_id` is on the bus; the agent may forget it."""
+
+    client_order_id: str
+
+
+class AgentPresence(Message, frozen=True):
+    """Bridge → bus (`agent.presence.<tenant>`): the accounts of an agent came online or went offline."""
+
+    tenant: TenantId
+    device_id: str
+    accounts: list[str]
+    online: bool
+    ts_ns: int
+    feeds: dict[str, str] = msgspec.field(default_factory=dict)
+    """Account id → the feed (broker server) of its terminal, as the agent declared in `AgentHello`."""

@@ -109,10 +109,15 @@ def test_module_functions_read_like_the_package_once_a_terminal_is_selected() ->
     assert len(must(mt5.copy_rates_from_pos("EURUSD", mt5.TIMEFRAME_M5, 0, 3))) == 3
     assert len(must(mt5.copy_rates_from("EURUSD", mt5.TIMEFRAME_M5, clock.utcnow(), 3))) == 3
     assert len(must(mt5.copy_rates_range("EURUSD", mt5.TIMEFRAME_H1, MONDAY, clock.utcnow()))) == 1
-    assert mt5.order_send({"action": mt5.TRADE_ACTION_DEAL}) is None
-    assert mt5.last_error()[0] == mt5.RES_E_UNSUPPORTED
-    assert mt5.positions_get(symbol="EURUSD") is None
-    assert mt5.history_deals_get(MONDAY, clock.utcnow()) is None
+    assert must(mt5.order_send({"action": mt5.TRADE_ACTION_DEAL})).retcode == mt5.TRADE_RETCODE_INVALID
+    assert mt5.order_send({"action": mt5.TRADE_ACTION_DEAL, "volume": "1"}) is None
+    assert mt5.last_error() == (mt5.RES_E_INVALID_PARAMS, 'Invalid "volume" argument')
+    sent = must(
+        mt5.order_send({"action": mt5.TRADE_ACTION_DEAL, "symbol": "EURUSD", "volume": 0.1, "type": 0})
+    )
+    assert sent.retcode == mt5.TRADE_RETCODE_DONE
+    assert [p.ticket for p in must(mt5.positions_get(symbol="EURUSD"))] == [sent.order]
+    assert [d.order for d in must(mt5.history_deals_get(MONDAY, clock.utcnow()))] == [sent.order]
     mt5.shutdown()
     assert mt5.symbol_info_tick("EURUSD") is None
     assert mt5.last_error()[0] == mt5.RES_E_INTERNAL_FAIL_CONNECT

@@ -79,16 +79,18 @@ def test_unknown_symbol_and_bad_arguments_return_none_with_the_reason() -> None:
         ("history_orders_get", (MONDAY, MONDAY)),
     ],
 )
-def test_trading_calls_say_execution_is_not_built_instead_of_pretending(
+def test_trading_calls_answer_once_connected_and_fail_with_no_ipc_before(
     method: str, args: tuple[object, ...]
 ) -> None:
     terminal = synthetic_terminal(clock_at(MONDAY_MS + HOUR_MS))
+    terminal.shutdown()
     assert getattr(terminal, method)(*args) is None
-    code, message = terminal.last_error()
-    assert code == mt5.RES_E_UNSUPPORTED
-    assert "not built yet" in message
-    assert must(terminal.account_info()).trade_allowed is False
-    assert must(terminal.terminal_info()).trade_allowed is False
+    assert terminal.last_error() == (mt5.RES_E_INTERNAL_FAIL_CONNECT, "No IPC connection")
+    assert terminal.initialize()
+    assert getattr(terminal, method)(*args) is not None
+    assert terminal.last_error() == (mt5.RES_S_OK, "Success")
+    assert must(terminal.account_info()).trade_allowed is True
+    assert must(terminal.terminal_info()).trade_allowed is True
 
 
 def test_terminal_needs_symbols_and_positive_history_limits() -> None:

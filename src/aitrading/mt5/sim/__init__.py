@@ -1,6 +1,16 @@
 """The simulated MetaTrader 5 terminal: synthetic or replayed ticks over an injected clock."""
 
+from aitrading.mt5.sim.account import ExecutionSettings, SimAccount
+from aitrading.mt5.sim.broker import SimBroker
 from aitrading.mt5.sim.sources import ReplayTickSource, SyntheticTickSource, TickSource
-from aitrading.mt5.sim.terminal import SimAccount, SimulatedTerminal
+from aitrading.mt5.sim.terminal import SimulatedTerminal
 
-__all__ = ["ReplayTickSource", "SimAccount", "SimulatedTerminal", "SyntheticTickSource", "TickSource"]
+__all__ = [
+    "ExecutionSettings",
+    "ReplayTickSource",
+    "SimAccount",
+    "SimBroker",
+    "SimulatedTerminal",
+    "SyntheticTickSource",
+    "TickSource",
+]

@@ -1,25 +1,27 @@
-"""`SimulatedTerminal`: the MetaTrader5 API over a simulated market (market-data side).
+"""`SimulatedTerminal`: the MetaTrader5 API over a simulated market and a simulated broker.
 
-Time moves only when the injected `Clock` does. On every market-data call the terminal pulls from its
-`TickSource` the ticks up to the clock's now, folds them into a bounded per-symbol history, and answers
-like MT5: `copy_ticks_*` as `TICK_DTYPE` arrays in `time_msc` order, `copy_rates_*` as `RATE_DTYPE` bars
-built from the ticks (bid OHLC, tick volume, spread), `symbol_info_tick` with the latest tick.
+Time moves only when the injected `Clock` does. On every call the terminal pulls from its `TickSource` the
+ticks up to the clock's now and passes each, in time order across symbols, through its `SimBroker` (so
+pending orders, SL/TP and stop-outs see every tick, not only the latest) and into a bounded per-symbol
+history. Market data answers like MT5: `copy_ticks_*` as `TICK_DTYPE` arrays in `time_msc` order,
+`copy_rates_*` as `RATE_DTYPE` bars built from the ticks (bid OHLC, tick volume, spread),
+`symbol_info_tick` with the latest tick.
 
-Order execution is planned but not built yet (the trading-engine work adds spreads, slippage, requotes,
-stops/freeze levels, margin, netting/hedging and swaps): `order_check`, `order_send`, `order_calc_margin`,
-`order_calc_profit`, `positions_get`, `orders_get` and the history functions return None with
-`last_error() == (RES_E_UNSUPPORTED, ...)`, and `account_info().trade_allowed` is False. They never pretend
-to trade.
+Trading answers like MT5 too (`sim.broker` describes the server's rules, `sim._trading` the conversions):
+`order_send`/`order_check` take the package's request dicts and return `OrderSendResult`/`OrderCheckResult`
+with the request echoed; `positions_get`, `orders_get`, `history_orders_get` and `history_deals_get` take
+the package's filters; `order_calc_margin`/`order_calc_profit` use MT5's formulas with currency conversion;
+`account_info` reports the broker's balance, equity and margin, and trading is allowed. With
+`ExecutionSettings.state_path` the broker's books are kept in a file and restored when a terminal starts.
 """
 
 from __future__ import annotations
 
+import heapq
 import threading
-from collections.abc import Iterable, Mapping
-from decimal import Decimal
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
 
-import msgspec
 import numpy as np
 
 from aitrading.common.clock import Clock
@@ -40,6 +42,9 @@ from aitrading.mt5.sim._convert import (
     tick_records,
     tick_tuple,
 )
+from aitrading.mt5.sim._trading import CallError, SimTrading
+from aitrading.mt5.sim.account import ExecutionSettings, SimAccount
+from aitrading.mt5.sim.broker import SimBroker
 from aitrading.mt5.sim.history import BarColumns, SymbolHistory
 from aitrading.mt5.sim.sources import TickSource
 from aitrading.mt5.terminal import Records
@@ -55,35 +60,19 @@ from aitrading.mt5.types import (
     TradePosition,
 )
 
-__all__ = ["SIM_BUILD", "SimAccount", "SimulatedTerminal"]
+__all__ = ["SIM_BUILD", "ExecutionSettings", "SimAccount", "SimulatedTerminal"]
 
 SIM_BUILD = 4000
-_NOT_BUILT = (c.RES_E_UNSUPPORTED, "order execution in the simulated terminal is not built yet")
 _SYNC_STEP_MS = 3_600_000  # catch up a clock jump an hour at a time so memory stays bounded
-
-
-class SimAccount(msgspec.Struct, frozen=True, kw_only=True):
-    """The account `account_info()` reports. Without order execution its balance never moves."""
-
-    login: int = 10_000_001
-    name: str = "Simulated account"
-    company: str = "aitrading simulated broker"
-    currency: str = "USD"
-    currency_digits: int = 2
-    balance: Decimal = Decimal(10_000)
-    leverage: int = 100
-    margin_mode: int = c.ACCOUNT_MARGIN_MODE_RETAIL_HEDGING
-    trade_mode: int = c.ACCOUNT_TRADE_MODE_DEMO
-    limit_orders: int = 200
-    margin_so_call: Decimal = Decimal(50)
-    margin_so_so: Decimal = Decimal(30)
+_T = TypeVar("_T")
 
 
 class SimulatedTerminal:
     """A MetaTrader 5 terminal simulated over an injected clock and tick source.
 
     `specs` are the symbols it lists (a mapping by name or an iterable of `SymbolSpec`). `feed` names the
-    simulated broker server; `seed` is kept for the execution model's randomness (slippage, requotes).
+    simulated broker server. `account` and `execution` configure the simulated broker; without
+    `execution`, `seed` seeds its randomness (slippage, requotes).
     History is bounded per symbol: ticks of the last `history_seconds` and at most `history_ticks` of them,
     and `history_m1_bars` M1 bars from which every timeframe is built (all with about 1/8 slack).
     Thread-safe: one lock guards each call.
@@ -98,6 +87,7 @@ class SimulatedTerminal:
         feed: str = "SIM",
         seed: int = 0,
         account: SimAccount | None = None,
+        execution: ExecutionSettings | None = None,
         history_seconds: float = 86_400,
         history_ticks: int = 200_000,
         history_m1_bars: int = 44_640,
@@ -117,6 +107,10 @@ class SimulatedTerminal:
         self._tick_window_ms = round(history_seconds * 1000)
         self._max_ticks = history_ticks
         self._max_m1_bars = history_m1_bars
+        self._broker = SimBroker(
+            self._specs, account=self._account, settings=execution or ExecutionSettings(seed=seed)
+        )
+        self._trading = SimTrading(self._broker, self._login)
         self._history = {name: SymbolHistory(spec) for name, spec in self._specs.items()}
         self._selected = set(self._specs)
         self._synced_ms: int | None = None
@@ -146,7 +140,11 @@ class SimulatedTerminal:
             return
         while True:
             step_end = min(now, cursor + _SYNC_STEP_MS)
-            for name, ticks in self._source.advance(step_end, self._specs).items():
+            released = self._source.advance(step_end, self._specs)
+            # heapq.merge is stable, so equal times keep the source's symbol order.
+            for tick in heapq.merge(*released.values(), key=lambda t: t.time_msc):
+                self._broker.on_tick(tick)
+            for name, ticks in released.items():
                 self._history[name].ingest(ticks)
             for history in self._history.values():
                 history.trim(
@@ -159,6 +157,19 @@ class SimulatedTerminal:
             if cursor >= now:
                 break
         self._synced_ms = now
+        self._broker.on_time(self._clock.now_ns())
+
+    def _call(self, method: Callable[..., _T], *args: object) -> _T | None:
+        """Run a trading call the package's way: None and `last_error()` when it fails."""
+        with self._lock:
+            if not self._ready():
+                return None
+            self._sync()
+            try:
+                return method(self._clock.now_ns(), *args)
+            except CallError as exc:
+                self._fail(exc.error)
+                return None
 
     def _symbol(self, symbol: object) -> SymbolHistory | None:
         history = self._history.get(symbol) if isinstance(symbol, str) else None
@@ -181,7 +192,7 @@ class SimulatedTerminal:
             self._initialized = True
             self._error = OK
             if login is not None:
-                self._login = login
+                self._login = self._trading.login = login
             return True
 
     def login(
@@ -190,7 +201,7 @@ class SimulatedTerminal:
         with self._lock:
             if not self._ready():
                 return False
-            self._login = login
+            self._login = self._trading.login = login
             return True
 
     def shutdown(self) -> None:
@@ -212,7 +223,7 @@ class SimulatedTerminal:
                 return None
             return TerminalInfo(
                 connected=True,
-                trade_allowed=False,  # order execution is not built yet
+                trade_allowed=True,
                 build=SIM_BUILD,
                 maxbars=self._max_m1_bars,
                 company="aitrading",
@@ -224,21 +235,26 @@ class SimulatedTerminal:
         with self._lock:
             if not self._ready():
                 return None
+            self._sync()
             a = self._account
-            balance = float(a.balance)
+            state = self._broker.state
             return AccountInfo(
                 login=self._login,
                 trade_mode=a.trade_mode,
                 leverage=a.leverage,
                 limit_orders=a.limit_orders,
                 margin_so_mode=c.ACCOUNT_STOPOUT_MODE_PERCENT,
-                trade_allowed=False,  # order execution is not built yet
-                trade_expert=False,
+                trade_allowed=True,
+                trade_expert=True,
                 margin_mode=a.margin_mode,
                 currency_digits=a.currency_digits,
-                balance=balance,
-                equity=balance,
-                margin_free=balance,
+                balance=float(state.balance),
+                credit=float(state.credit),
+                profit=float(state.profit),
+                equity=float(state.equity),
+                margin=float(state.margin),
+                margin_free=float(state.margin_free),
+                margin_level=0.0 if state.margin_level is None else float(state.margin_level),
                 margin_so_call=float(a.margin_so_call),
                 margin_so_so=float(a.margin_so_so),
                 name=a.name,
@@ -246,6 +262,11 @@ class SimulatedTerminal:
                 currency=a.currency,
                 company=a.company,
             )
+
+    @property
+    def broker(self) -> SimBroker:
+        """The simulated trade server behind this terminal."""
+        return self._broker
 
     # --- symbols ----------------------------------------------------------------------------------------
     def symbols_total(self) -> int | None:
@@ -300,7 +321,8 @@ class SimulatedTerminal:
         spec = history.spec
         rate = self._rate(spec.currency_profit, self._account.currency)
         tick_value = float(spec.contract_size) * float(spec.point) * (rate or 0.0)
-        return symbol_info(history, selected=spec.name in self._selected, tick_value=tick_value)
+        info = symbol_info(history, selected=spec.name in self._selected, tick_value=tick_value)
+        return info._replace(filling_mode=self._broker.settings.filling_mode)
 
     def _rate(self, source: str, target: str) -> float | None:
         """Return the mid price converting `source` currency to `target`, from a direct pair if quoted."""
@@ -414,41 +436,30 @@ class SimulatedTerminal:
             end = max(first, int(np.searchsorted(opened_ms, window[1], "right")))
             return rate_records(bars, first, end)
 
-    # --- trading (not built yet) ------------------------------------------------------------------------
-    def _not_built(self) -> None:
-        with self._lock:
-            if self._ready():
-                self._fail(_NOT_BUILT)
-
+    # --- trading (the broker; see sim._trading) ---------------------------------------------------------
     def order_calc_margin(self, action: int, symbol: str, volume: float, price: float) -> float | None:
-        self._not_built()
-        return None
+        return self._call(self._trading.order_calc_margin, action, symbol, volume, price)
 
     def order_calc_profit(
         self, action: int, symbol: str, volume: float, price_open: float, price_close: float
     ) -> float | None:
-        self._not_built()
-        return None
+        return self._call(self._trading.order_calc_profit, action, symbol, volume, price_open, price_close)
 
     def order_check(self, request: dict[str, Any]) -> OrderCheckResult | None:
-        self._not_built()
-        return None
+        return self._call(self._trading.order_check, request)
 
     def order_send(self, request: dict[str, Any]) -> OrderSendResult | None:
-        self._not_built()
-        return None
+        return self._call(self._trading.order_send, request)
 
     def positions_get(
         self, *, symbol: str | None = None, group: str | None = None, ticket: int | None = None
     ) -> tuple[TradePosition, ...] | None:
-        self._not_built()
-        return None
+        return self._call(self._trading.positions_get, symbol, group, ticket)
 
     def orders_get(
         self, *, symbol: str | None = None, group: str | None = None, ticket: int | None = None
     ) -> tuple[TradeOrder, ...] | None:
-        self._not_built()
-        return None
+        return self._call(self._trading.orders_get, symbol, group, ticket)
 
     def history_orders_get(
         self,
@@ -459,8 +470,7 @@ class SimulatedTerminal:
         ticket: int | None = None,
         position: int | None = None,
     ) -> tuple[TradeOrder, ...] | None:
-        self._not_built()
-        return None
+        return self._call(self._trading.history_orders_get, date_from, date_to, group, ticket, position)
 
     def history_deals_get(
         self,
@@ -471,5 +481,4 @@ class SimulatedTerminal:
         ticket: int | None = None,
         position: int | None = None,
     ) -> tuple[TradeDeal, ...] | None:
-        self._not_built()
-        return None
+        return self._call(self._trading.history_deals_get, date_from, date_to, group, ticket, position)

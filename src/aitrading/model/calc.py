@@ -52,7 +52,7 @@ __all__ = [
     "to_money",
 ]
 
-# MT5's SYMBOL_CALC_MODE_* values (also in aitrading.mt5.constants; repeated here so the engine does not
+# MT5's SYMBOL_CALC_MODE_* values (also in aitrading.mt5.constants; repeated here so the model does not
 # import the terminal package — a test keeps the two in step).
 CALC_MODE_FOREX = 0
 CALC_MODE_CFD = 2

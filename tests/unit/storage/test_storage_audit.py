@@ -17,14 +17,14 @@ import sqlalchemy as sa
 
 from aitrading.common.clock import TestClock
 from aitrading.common.errors import BadInputError
-from aitrading.engine.audit import (
+from aitrading.storage.audit.archive import ArchiveManifest, export_older_than, read_manifests
+from aitrading.storage.audit.chain import (
     GENESIS_HASH,
     AuditLog,
     canonical_event,
     canonical_json,
     event_hash,
 )
-from aitrading.engine.audit_archive import ArchiveManifest, export_older_than, read_manifests
 from aitrading.storage.oltp import (
     Database,
     current,
@@ -111,7 +111,7 @@ async def test_migration_0002_is_head_and_downgrades_to_0001(tmp_path: Path) -> 
             await engine.dispose()
 
     await upgrade(url)
-    assert await current(url) == head() == "0002"
+    assert await current(url) == head() == "0005"
     assert "audit_events" in await tables()
     await downgrade(url, "0001")
     assert await current(url) == "0001"

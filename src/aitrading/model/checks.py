@@ -19,7 +19,7 @@ comment. Checks run in the order the server reports them, first failure wins:
    StopLevel, Ask−TP ≥ StopLevel); pending orders from their open price (the stop-limit's limit price).
    The boundary itself is allowed, and a zero distance never is (a stop at the market would fire at once).
 8. NO_MONEY (10019): free margin below the margin the order needs (market orders at ask/bid, pending
-   orders at their open price), computed by `engine.calc.margin`.
+   orders at their open price), computed by `model.calc.margin`.
 9. DONE (10009).
 
 SLTP, MODIFY, REMOVE and CLOSE_BY need the position or order they act on (freeze level, current stops);
@@ -33,8 +33,8 @@ from decimal import Decimal
 
 import msgspec
 
-from aitrading.engine.calc import Rates, margin
 from aitrading.model.accounts import AccountState
+from aitrading.model.calc import Rates, margin
 from aitrading.model.commands import OrderRequest, request_problems
 from aitrading.model.enums import OrderTime, OrderType, Side, TradeAction
 from aitrading.model.market import Tick

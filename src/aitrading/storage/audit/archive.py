@@ -27,7 +27,7 @@ import pyarrow.parquet as pq  # type: ignore[import-untyped]  # same
 import sqlalchemy as sa
 
 from aitrading.common.errors import BadInputError
-from aitrading.engine.audit import AuditLog, AuditRecord, ChainChecker, lock_tenant_chain
+from aitrading.storage.audit.chain import AuditLog, AuditRecord, ChainChecker, lock_tenant_chain
 from aitrading.storage.oltp import AuditEvent
 
 __all__ = ["MANIFEST_VERSION", "ArchiveManifest", "export_older_than", "read_manifests", "verify_archives"]

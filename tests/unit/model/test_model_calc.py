@@ -1,4 +1,4 @@
-"""MT5 margin and profit arithmetic (`aitrading.engine.calc`).
+"""MT5 margin and profit arithmetic (`aitrading.model.calc`).
 
 Expected values follow the formulas of the MQL5 reference, ENUM_SYMBOL_CALC_MODE
 (https://www.mql5.com/en/docs/constants/environment_state/marketinfoconstants#enum_symbol_calc_mode),
@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aitrading.engine import calc
+from aitrading.model import calc
 from aitrading.model.enums import Side
 from aitrading.model.symbols import SymbolSpec
 from aitrading.model.values import VOLUME_SCALE, price_raw, volume_raw

@@ -1,4 +1,4 @@
-"""Pre-trade checks with MT5's retcodes (`aitrading.engine.checks`).
+"""Pre-trade checks with MT5's retcodes (`aitrading.model.checks`).
 
 Stops-level rules: "Requirements and Limitations in Making Trades" (MQL4 book, appendix; the same table the
 MQL5 forum and articles cite, e.g. https://www.mql5.com/en/articles/2555). Retcodes:
@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aitrading.engine.checks import CheckResult, Retcode, check_request
 from aitrading.model.accounts import AccountState
+from aitrading.model.checks import CheckResult, Retcode, check_request
 from aitrading.model.commands import OrderRequest
 from aitrading.model.enums import MarginMode, OrderTime, OrderType, TradeAction
 from aitrading.model.ids import AccountId, ClientOrderId, TenantId

@@ -12,7 +12,7 @@ stored canonical payload text (a string, so any byte change in it changes the ha
 `verify` walks the chain and names the first problem: `edited` (an event's hash does not match its
 contents), `deleted` (a gap in seq), `reordered` (an event's own hash is intact but its prev_hash is not the
 previous event's hash). With an archive directory it checks the archived (Parquet) events too and the chain
-across the boundary; see `aitrading.engine.audit_archive`.
+across the boundary; see `aitrading.storage.audit.archive`.
 """
 
 from __future__ import annotations
@@ -297,7 +297,7 @@ class AuditLog:
         tid = _as_uuid(tenant_id)
         checker = ChainChecker()
         if archive_dir is not None:
-            from aitrading.engine.audit_archive import verify_archives
+            from aitrading.storage.audit.archive import verify_archives
 
             if not await verify_archives(checker, tid, Path(archive_dir)):
                 return checker.result()

@@ -1,0 +1,180 @@
+"""The engine's books of one trading account: orders, deals, positions, balance and equity.
+
+Deals are the only thing that moves positions and the balance, as at the broker: a deal's profit,
+commission, swap and fee are the broker's (the terminal reports them), positions follow the netting or
+hedging rules of `model.positions`, and floating profit is marked from the last ticks with MT5's formulas
+(`model.calc`, converted to the account currency). Equity therefore equals balance + credit + floating at
+every tick by construction. The terminal stays the truth: `engine.reconcile` compares these books with the
+agent's `AccountSnapshot` and adopts what the terminal says.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from fractions import Fraction
+
+from aitrading.common.bus.codec import Message
+from aitrading.engine.limits import RiskState
+from aitrading.model import calc
+from aitrading.model.accounts import AccountState
+from aitrading.model.deals import Deal
+from aitrading.model.enums import Side
+from aitrading.model.events import PositionChanged, PositionClosed, PositionOpened
+from aitrading.model.ids import AccountId, ClientOrderId, TenantId
+from aitrading.model.orders import Order
+from aitrading.model.positions import (
+    Position,
+    ProfitFn,
+    apply_deal_hedging,
+    apply_deal_netting,
+    mark,
+)
+from aitrading.model.symbols import SymbolSpec
+from aitrading.model.values import VOLUME_SCALE
+
+__all__ = ["AccountBook", "account_profit_fn"]
+
+_ZERO = Decimal(0)
+
+
+def account_profit_fn(
+    specs: Callable[[str], SymbolSpec], currency: str, rates: calc.Rates, digits: int
+) -> ProfitFn:
+    """Return the profit function of an account: MT5's profit of a position in the account currency."""
+
+    def profit(symbol: str, side: Side, volume: int, price_open: Fraction, price_close: Fraction) -> Decimal:
+        spec = specs(symbol)
+        amount = (
+            (price_close - price_open)
+            * side.sign
+            * Fraction(volume, VOLUME_SCALE)
+            * Fraction(spec.contract_size)
+        )
+        loss = amount < 0
+        rate = calc.conversion_rate(
+            spec.currency_profit, currency, rates, use_ask_direct=loss, use_ask_inverse=not loss
+        )
+        return calc.to_money(amount * rate, digits)
+
+    return profit
+
+
+class AccountBook:
+    """Orders, deals, positions and money of one account, as the engine knows them."""
+
+    def __init__(self, tenant: TenantId, account: AccountId, feed: str, state: AccountState) -> None:
+        self.tenant = tenant
+        self.account = account
+        self.feed = feed
+        self.state = state
+        self.positions: dict[int, Position] = {}
+        self.orders: dict[ClientOrderId, Order] = {}
+        self.by_ticket: dict[int, ClientOrderId] = {}
+        self.deals: dict[int, Deal] = {}
+        self.risk_state = RiskState.ACTIVE
+        self.risk_reason = ""
+        self.peak_equity = state.equity
+        self.day = -1
+        self.day_start_equity = state.equity
+        self.recent_orders: collections.deque[int] = collections.deque()
+        self.online = False
+
+    @property
+    def hedging(self) -> bool:
+        """True for a hedging account."""
+        return self.state.margin_mode.is_hedging
+
+    def position_of(self, symbol: str) -> Position | None:
+        """Return the netting position of `symbol` (the first one of a hedging account)."""
+        for position in self.positions.values():
+            if position.symbol == symbol:
+                return position
+        return None
+
+    def net_volume(self, symbol: str) -> int:
+        """Return Σ signed raw volume of `symbol`'s positions (BUY positive)."""
+        return sum(p.signed_volume for p in self.positions.values() if p.symbol == symbol)
+
+    def working_orders(self) -> list[Order]:
+        """Return the orders not yet in a terminal state."""
+        return [o for o in self.orders.values() if not o.is_terminal]
+
+    def put_order(self, order: Order) -> None:
+        """Record `order` (new or changed)."""
+        self.orders[order.client_order_id] = order
+        if order.ticket:
+            self.by_ticket[order.ticket] = order.client_order_id
+
+    def order_by_ticket(self, ticket: int) -> Order | None:
+        """Return the order with the terminal's `ticket`, if the engine knows it."""
+        coid = self.by_ticket.get(ticket)
+        return None if coid is None else self.orders.get(coid)
+
+    def book_deal(self, deal: Deal, profit_fn: ProfitFn, ts_ns: int) -> list[Message]:
+        """Book `deal` once (by ticket) and return the position events it caused."""
+        if deal.ticket in self.deals:
+            return []
+        self.deals[deal.ticket] = deal
+        events: list[Message] = []
+        if deal.is_trade:
+            events = self._apply_trade(deal, profit_fn, ts_ns)
+        self.state = self.state.updated(
+            balance=self.state.balance + deal.balance_change, floating=self._floating()
+        )
+        return events
+
+    def _apply_trade(self, deal: Deal, profit_fn: ProfitFn, ts_ns: int) -> list[Message]:
+        before = dict(self.positions)
+        if self.hedging:
+            self.positions, realised = apply_deal_hedging(self.positions, deal, profit_fn)
+        else:
+            current = self.position_of(deal.symbol)
+            updated, realised = apply_deal_netting(current, deal, profit_fn)
+            if current is not None:
+                del self.positions[current.identifier]
+            if updated is not None:
+                self.positions[updated.identifier] = updated
+        events: list[Message] = []
+        common = {"tenant": self.tenant, "account": self.account, "ts_ns": ts_ns, "deal": deal.ticket}
+        for ident, position in self.positions.items():
+            old = before.get(ident)
+            if old is None:
+                events.append(PositionOpened(position=position, **common))  # type: ignore[arg-type]
+            elif old != position:
+                events.append(PositionChanged(position=position, realised=realised, **common))  # type: ignore[arg-type]
+        for ident, old in before.items():
+            if ident not in self.positions:
+                events.append(
+                    PositionClosed(position=old, price_close=deal.price, realised=realised, **common)  # type: ignore[arg-type]
+                )
+        return events
+
+    def mark(self, symbol: str, bid: int, ask: int, profit_fn: ProfitFn, ts_ns: int) -> bool:
+        """Value `symbol`'s positions at the tick; return True when the floating result changed."""
+        changed = False
+        for ident, position in list(self.positions.items()):
+            if position.symbol != symbol:
+                continue
+            price = bid if position.type is Side.BUY else ask
+            marked = mark(position, price, profit_fn, ts_ns)
+            if marked.profit != position.profit:
+                changed = True
+            self.positions[ident] = marked
+        if changed:
+            self.state = self.state.updated(floating=self._floating())
+        return changed
+
+    def remargin(self, margin_of: Callable[[Position], Decimal]) -> None:
+        """Recompute the used margin from the open positions with `margin_of`."""
+        total = sum((margin_of(p) for p in self.positions.values()), _ZERO)
+        self.state = self.state.updated(margin=total, floating=self._floating())
+
+    def adopt(self, state: AccountState, positions: Mapping[int, Position]) -> None:
+        """Take the terminal's account state and positions as the books' own (after reconciliation)."""
+        self.state = state
+        self.positions = dict(positions)
+
+    def _floating(self) -> Decimal:
+        return sum((p.profit + p.swap for p in self.positions.values()), _ZERO)

@@ -1,0 +1,426 @@
+"""The simulated broker's money core: quotes, fills, valuation, swaps, stop-out and tick-driven triggers.
+
+Every fill goes through `plan_fill` (pure: the deal and the positions after it) and `commit` (books it), so
+request checks can try a fill without booking it. Profit, margin and swap use `model.calc`'s formulas and
+conversions on exact fractions; money is rounded once per amount to the account currency's digits.
+
+Margin on a hedging account follows MT5 with `SYMBOL_MARGIN_HEDGED` equal to the contract size (what the
+simulated `symbol_info` reports): a hedged buy/sell pair is margined as one leg, so a symbol needs the margin
+of its larger leg, at that leg's average open price (CFD modes). A netting position needs its own margin.
+Conversions use the current quotes (margin: ask for BUY, bid for SELL; profit: the side the amount would
+really be exchanged at). Until a conversion quote has arrived (e.g. right after a restart) the last known
+amount stands.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+from fractions import Fraction
+from typing import NamedTuple
+
+import msgspec
+
+from aitrading.model._exact import NOTIONAL_SCALE, div_half_even
+from aitrading.model.accounts import AccountState, floating_of
+from aitrading.model.calc import conversion_rate, margin_exact, to_money
+from aitrading.model.deals import Deal
+from aitrading.model.enums import DealEntry, DealType, OrderState, OrderTime, OrderType, Side
+from aitrading.model.market import Tick
+from aitrading.model.positions import Position, apply_deal_hedging, apply_deal_netting, netting_entry
+from aitrading.model.symbols import SymbolSpec
+from aitrading.model.values import VOLUME_SCALE
+from aitrading.mt5 import constants as c
+from aitrading.mt5.sim.account import ExecutionSettings, SimAccount
+from aitrading.mt5.sim.book import Book, BookOrder
+
+__all__ = ["FillPlan", "Ledger", "Quotes", "expiry_ns"]
+
+NS_PER_DAY = 86_400_000_000_000
+_MEMO_MAX = 4096
+_ZERO = Decimal(0)
+_CLOSING = (DealEntry.OUT, DealEntry.OUT_BY)
+
+
+class Quotes:
+    """The latest tick of every symbol; the `model.calc.Rates` the conversions read."""
+
+    def __init__(self) -> None:
+        self.ticks: dict[str, Tick] = {}
+
+    def quote(self, symbol: str) -> tuple[int, int] | None:
+        tick = self.ticks.get(symbol)
+        return None if tick is None else (tick.bid, tick.ask)
+
+
+class FillPlan(NamedTuple):
+    """A fill worked out but not booked: its deal, the positions and their reasons after it."""
+
+    deal: Deal
+    positions: dict[int, Position]
+    reasons: dict[int, int]
+
+
+def expiry_ns(order: BookOrder) -> int:
+    """Return when a pending order expires (UTC epoch ns), 0 for good-till-cancelled."""
+    if order.type_time is OrderTime.DAY:
+        return (order.time_setup_ns // NS_PER_DAY + 1) * NS_PER_DAY
+    if order.type_time is OrderTime.SPECIFIED:
+        return order.expiration_ns
+    if order.type_time is OrderTime.SPECIFIED_DAY:
+        return (order.expiration_ns // NS_PER_DAY + 1) * NS_PER_DAY
+    return 0
+
+
+class Ledger:
+    """The books of one account and the arithmetic on them (see the module docstring)."""
+
+    def __init__(
+        self, specs: Mapping[str, SymbolSpec], account: SimAccount, settings: ExecutionSettings, book: Book
+    ) -> None:
+        self.specs = dict(specs)
+        self.account = account
+        self.settings = settings
+        self.book = book
+        self.quotes = Quotes()
+        self.rng = random.Random(settings.seed)
+        self.dirty = False
+        self.margin_call = False
+        self._margins: dict[str, Fraction] = {}
+        self._margin_memo: dict[tuple[object, ...], Fraction] = {}
+        self._costs: dict[Decimal, int] = {}
+        self._contracts: dict[str, Fraction] = {}
+        self.state = self._state(
+            book.positions.values(), self._margin(book.positions.values(), remember=True)
+        )
+
+    # --- valuation -------------------------------------------------------------------------------------
+    def profit_fn(
+        self, symbol: str, side: Side, volume: int, price_open: Fraction, price_close: Fraction
+    ) -> Decimal:
+        """Return the profit of `volume` from `price_open` to `price_close`, MT5's way, in account money."""
+        spec = self.specs[symbol]
+        amount = (
+            (price_close - price_open)
+            * side.sign
+            * Fraction(volume, VOLUME_SCALE)
+            * Fraction(spec.contract_size)
+        )
+        loss = amount < 0
+        rate = conversion_rate(
+            spec.currency_profit,
+            self.account.currency,
+            self.quotes,
+            use_ask_direct=loss,
+            use_ask_inverse=not loss,
+        )
+        return to_money(amount * rate, self.account.currency_digits)
+
+    def _symbol_margin(self, spec: SymbolSpec, side: Side, volume: int, price_raw: int) -> Fraction:
+        ccy, account = spec.currency_margin, self.account.currency
+        # The margin depends only on these and the quotes that convert the margin currency.
+        key = (
+            spec.name,
+            side,
+            volume,
+            price_raw,
+            self.quotes.quote(ccy + account),
+            self.quotes.quote(account + ccy),
+        )
+        cached = self._margin_memo.get(key)
+        if cached is not None:
+            return cached
+        if len(self._margin_memo) > _MEMO_MAX:
+            self._margin_memo.clear()
+        amount = self._margin_memo[key] = self._exact_margin(spec, side, volume, price_raw)
+        return amount
+
+    def _exact_margin(self, spec: SymbolSpec, side: Side, volume: int, price_raw: int) -> Fraction:
+        return margin_exact(
+            spec,
+            side,
+            volume,
+            price_raw,
+            leverage=self.account.leverage,
+            account_currency=self.account.currency,
+            rates=self.quotes,
+        )
+
+    def _margin(self, positions: Iterable[Position], *, remember: bool = False) -> Fraction:
+        """Return the exact margin `positions` need (see the module docstring for hedged legs)."""
+        legs: dict[tuple[str, Side], list[int]] = {}
+        for p in positions:
+            leg = legs.setdefault((p.symbol, p.type), [0, 0])
+            leg[0] += p.volume
+            leg[1] += self._cost_raw(p)
+        total = Fraction(0)
+        for symbol in {symbol for symbol, _ in legs}:
+            buy = legs.get((symbol, Side.BUY), [0, 0])
+            sell = legs.get((symbol, Side.SELL), [0, 0])
+            side, (volume, cost) = (Side.BUY, buy) if buy[0] >= sell[0] else (Side.SELL, sell)
+            # Netting has one leg per symbol; hedging margins the larger leg (hedged pairs count once).
+            try:
+                amount = self._symbol_margin(self.specs[symbol], side, volume, div_half_even(cost, volume))
+            except ValueError:
+                amount = self._margins.get(symbol, Fraction(0))
+            if remember:
+                self._margins[symbol] = amount
+            total += amount
+        return total
+
+    def _state(
+        self, positions: Iterable[Position], margin: Fraction, *, balance: Decimal | None = None
+    ) -> AccountState:
+        a = self.account
+        return AccountState.of(
+            login=a.login,
+            currency=a.currency,
+            leverage=a.leverage,
+            margin_mode=a.mode,
+            balance=self.book.balance if balance is None else balance,
+            credit=self.book.credit,
+            floating=floating_of(positions),
+            margin=to_money(margin, a.currency_digits),
+            digits=a.currency_digits,
+        )
+
+    def revalue(self, symbols: Iterable[str] | None = None) -> AccountState:
+        """Mark positions at their exit prices (all, or those of `symbols`) and recompute the account."""
+        book = self.book
+        wanted = None if symbols is None else set(symbols)
+        for key, p in list(book.positions.items()):
+            tick = self.quotes.ticks.get(p.symbol)
+            if tick is None or (wanted is not None and p.symbol not in wanted and not self._converts(p)):
+                continue
+            try:
+                book.positions[key] = self._mark(p, p.type.exit_price(tick.bid, tick.ask))
+            except ValueError:  # no conversion quote yet: keep the last valuation
+                continue
+        self.state = self._state(
+            book.positions.values(), self._margin(book.positions.values(), remember=True)
+        )
+        level = self.state.margin_level
+        self.margin_call = level is not None and level <= self.account.margin_so_call
+        return self.state
+
+    def _mark(self, p: Position, price: int) -> Position:
+        """Return `p` valued at `price`: `positions.mark` with `profit_fn`, in integer arithmetic (hot path).
+
+        (price − cost / volume) × sign × volume × contract equals sign × (price × volume − cost) × contract
+        over the notional scale exactly, so the result is the same to the last digit.
+        """
+        spec = self.specs[p.symbol]
+        amount = Fraction(
+            p.type.sign * (price * p.volume - self._cost_raw(p)), NOTIONAL_SCALE
+        ) * self._contract(spec)
+        loss = amount < 0
+        rate = conversion_rate(
+            spec.currency_profit,
+            self.account.currency,
+            self.quotes,
+            use_ask_direct=loss,
+            use_ask_inverse=not loss,
+        )
+        value = to_money(amount * rate, self.account.currency_digits)
+        return msgspec.structs.replace(p, price_current=price, profit=value)
+
+    def _cost_raw(self, p: Position) -> int:
+        """`p.cost_raw`, memoised: parsing the exact Decimal back to an int dominates a tick otherwise."""
+        cached = self._costs.get(p.cost)
+        if cached is None:
+            if len(self._costs) > _MEMO_MAX:
+                self._costs.clear()
+            cached = self._costs[p.cost] = p.cost_raw
+        return cached
+
+    def _contract(self, spec: SymbolSpec) -> Fraction:
+        size = self._contracts.get(spec.name)
+        if size is None:
+            size = self._contracts[spec.name] = Fraction(spec.contract_size)
+        return size
+
+    def _converts(self, p: Position) -> bool:
+        """Tell whether the position's value depends on quotes of other symbols (currency conversion)."""
+        spec = self.specs[p.symbol]
+        return self.account.currency not in (spec.currency_profit, spec.currency_margin)
+
+    def missing_rate(self, symbol: str) -> str:
+        """Return why `symbol`'s profit cannot be converted to account money now ("" when it can)."""
+        spec = self.specs[symbol]
+        try:
+            conversion_rate(
+                spec.currency_profit,
+                self.account.currency,
+                self.quotes,
+                use_ask_direct=True,
+                use_ask_inverse=True,
+            )
+        except ValueError as exc:
+            return str(exc)
+        return ""
+
+    def commission(self, volume: int) -> Decimal:
+        """Return the (negative) commission of a deal of raw `volume`."""
+        per_lot = self.settings.commission_per_lot
+        if not per_lot:
+            return _ZERO
+        return -to_money(Fraction(per_lot) * Fraction(volume, VOLUME_SCALE), self.account.currency_digits)
+
+    # --- fills -----------------------------------------------------------------------------------------
+    def netting_position(self, symbol: str) -> Position | None:
+        """Return the one position of `symbol` on a netting account."""
+        return next((p for p in self.book.positions.values() if p.symbol == symbol), None)
+
+    def find_position(self, ticket: int) -> Position | None:
+        """Return the open position with this ticket (or identifier)."""
+        book = self.book
+        found = book.positions.get(ticket)
+        if found is not None:
+            return found
+        return next((p for p in book.positions.values() if p.ticket == ticket), None)
+
+    def plan_fill(
+        self,
+        order: BookOrder,
+        side: Side,
+        volume: int,
+        price: int,
+        time_ns: int,
+        *,
+        target: int = 0,
+        out_by: bool = False,
+        reason: int = c.DEAL_REASON_EXPERT,
+    ) -> FillPlan:
+        """Work out the deal of `order` trading `volume` at `price`, without booking it.
+
+        `target` names the position a hedging fill closes (0 opens a new one); netting fills net against
+        the symbol's position. SL/TP of the order go onto the position the fill opens or adds to.
+        """
+        book = self.book
+        positions = dict(book.positions)
+        if book.hedging:
+            current = positions.get(target) if target else None
+            entry = (DealEntry.OUT_BY if out_by else DealEntry.OUT) if target else DealEntry.IN
+            position_id = target or order.ticket
+        else:
+            current = self.netting_position(order.symbol)
+            entry = netting_entry(current, side, volume)
+            position_id = current.identifier if current is not None else order.ticket
+        swap = self._swap_share(current, volume) if entry is not DealEntry.IN else _ZERO
+        deal = Deal(
+            ticket=book.next_deal,
+            order=order.ticket,
+            position_id=position_id,
+            symbol=order.symbol,
+            type=DealType(side.value),
+            entry=entry,
+            volume=volume,
+            price=price,
+            commission=self.commission(volume),
+            swap=swap,
+            time_ns=time_ns,
+            magic=order.magic,
+            reason=reason,
+            comment=order.comment,
+        )
+        if book.hedging:
+            positions, realised = apply_deal_hedging(positions, deal, self.profit_fn)
+        else:
+            after_netting, realised = apply_deal_netting(current, deal, self.profit_fn)
+            if current is not None:
+                del positions[current.identifier]
+            if after_netting is not None:
+                positions[after_netting.identifier] = after_netting
+        deal = msgspec.structs.replace(deal, profit=realised)
+        reasons = dict(book.position_reasons)
+        after = positions.get(position_id)
+        if after is None:
+            reasons.pop(position_id, None)
+        else:
+            if entry in _CLOSING and current is not None:
+                after = msgspec.structs.replace(after, swap=current.swap - swap)
+            elif order.sl or order.tp:
+                after = msgspec.structs.replace(after, sl=order.sl or after.sl, tp=order.tp or after.tp)
+            if entry is DealEntry.INOUT or (entry is DealEntry.IN and current is None):
+                reasons[position_id] = order.reason if order.reason <= c.POSITION_REASON_EXPERT else 0
+            positions[position_id] = after
+        return FillPlan(deal, positions, reasons)
+
+    def _swap_share(self, current: Position | None, volume: int) -> Decimal:
+        """Return the part of `current`'s swap a deal closing up to `volume` of it books."""
+        if current is None or not current.swap:
+            return _ZERO
+        closing = min(volume, current.volume)
+        if closing == current.volume:
+            return current.swap
+        return to_money(Fraction(current.swap) * closing / current.volume, self.account.currency_digits)
+
+    def commit(self, plan: FillPlan) -> Deal:
+        """Book a planned fill: the deal, the positions, the balance."""
+        book = self.book
+        deal = plan.deal
+        if deal.ticket != book.take_deal_ticket():
+            raise RuntimeError("a fill was planned against other books")
+        book.deals.append(deal)
+        book.positions = plan.positions
+        book.position_reasons = plan.reasons
+        book.balance += deal.balance_change
+        self.dirty = True
+        return deal
+
+    def margin_after(self, plan: FillPlan) -> tuple[Decimal, Decimal]:
+        """Return (margin, free margin) the account would have after `plan`.
+
+        Equity is taken as today's plus the deal's commission: a fill at the current exit price moves
+        profit and swap from floating to balance without changing equity.
+        """
+        digits = self.account.currency_digits
+        margin = to_money(self._margin(plan.positions.values()), digits)
+        return margin, self.state.equity + plan.deal.commission - margin
+
+    def no_money(self, plan: FillPlan) -> bool:
+        """Tell whether `plan` needs margin the account lacks (a fill that frees margin never does)."""
+        margin, free = self.margin_after(plan)
+        return margin > self.state.margin and free < 0
+
+    def archive(self, order: BookOrder, state: OrderState, time_ns: int, **changes: object) -> BookOrder:
+        """Move `order` to the history in its final `state`."""
+        self.book.orders.pop(order.ticket, None)
+        done = msgspec.structs.replace(order, state=state, time_done_ns=time_ns, **changes)
+        self.book.history_orders.append(done)
+        self.dirty = True
+        return done
+
+    def close_position(
+        self, position: Position, price: int, time_ns: int, *, reason: int, comment: str, volume: int = 0
+    ) -> Deal:
+        """Close `volume` (all when 0) of `position` at `price` by a server order (SL, TP, stop-out)."""
+        volume = volume or position.volume
+        side = position.type.opposite
+        order = BookOrder(
+            ticket=self.book.take_order_ticket(),
+            symbol=position.symbol,
+            type=OrderType(side.value),
+            state=OrderState.STARTED,
+            volume_initial=volume,
+            volume_current=volume,
+            price_open=price,
+            price_current=price,
+            magic=position.magic,
+            comment=comment,
+            position_id=position.identifier,
+            reason=reason,
+            time_setup_ns=time_ns,
+        )
+        plan = self.plan_fill(order, side, volume, price, time_ns, target=position.identifier, reason=reason)
+        deal = self.commit(plan)
+        self.archive(order, OrderState.FILLED, time_ns, volume_current=0)
+        return deal
+
+    def slipped(self, price: int, side: Side, spec: SymbolSpec) -> int:
+        """Return `price` moved against `side` by a seeded random 0..slippage_points points."""
+        points = self.settings.slippage_points
+        if not points:
+            return price
+        return price + side.sign * self.rng.randint(0, points) * spec.point_raw

@@ -1,0 +1,94 @@
+"""The engine API: tenant scoping, roles, 422 with MT5 retcodes for denials, 202 for accepted orders."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from engine_helpers import ACCOUNT, Rig, make_rig
+from fastapi import FastAPI
+
+from aitrading.common.auth import TokenService, principal_dependency
+from aitrading.engine.api import engine_router
+
+SECRET = "x" * 40
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[tuple[Rig, httpx.AsyncClient, TokenService]]:
+    async for rig in make_rig(tmp_path):
+        tokens = TokenService(SECRET, clock=rig.clock)
+        app = FastAPI()
+        app.include_router(
+            engine_router(rig.engine, principal_dependency(tokens), tokens, rig.bus, rig.clock)
+        )
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://engine") as client:
+            yield rig, client, tokens
+
+
+def auth(tokens: TokenService, tenant: str, *roles: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {tokens.issue('alice', tenant=tenant, roles=roles)}"}
+
+
+async def test_another_tenant_sees_and_changes_nothing(
+    api: tuple[Rig, httpx.AsyncClient, TokenService],
+) -> None:
+    rig, client, tokens = api
+    mine = auth(tokens, rig.tenant, "portfolio_manager")
+    other = auth(tokens, str(uuid.uuid4()), "tenant_admin")
+    assert [a["account"] for a in (await client.get("/api/v1/accounts", headers=mine)).json()] == [ACCOUNT]
+    assert (await client.get("/api/v1/accounts", headers=other)).json() == []
+    for path in (f"/api/v1/accounts/{ACCOUNT}", f"/api/v1/accounts/{ACCOUNT}/positions"):
+        assert (await client.get(path, headers=other)).status_code == 404
+    body = {"account": ACCOUNT, "symbol": "EURUSD", "type": "BUY", "volume": "0.10"}
+    assert (await client.post("/api/v1/orders", json=body, headers=other)).status_code == 404
+    placed = await client.post("/api/v1/orders", json=body, headers=mine)
+    assert placed.status_code == 202
+    coid = placed.json()["order"]["client_order_id"]
+    assert (await client.get(f"/api/v1/orders/{coid}", headers=other)).status_code == 404
+    assert (await client.delete(f"/api/v1/orders/{coid}", headers=other)).status_code == 404
+
+
+async def test_analyst_reads_but_cannot_trade(api: tuple[Rig, httpx.AsyncClient, TokenService]) -> None:
+    rig, client, tokens = api
+    analyst = auth(tokens, rig.tenant, "analyst")
+    assert (await client.get("/api/v1/accounts", headers=analyst)).status_code == 200
+    body = {"account": ACCOUNT, "symbol": "EURUSD", "type": "BUY", "volume": "0.10"}
+    refused = await client.post("/api/v1/orders", json=body, headers=analyst)
+    assert refused.status_code == 403
+    assert "roles" in refused.json()["detail"]
+
+
+async def test_denied_order_is_422_with_retcode_and_reason(
+    api: tuple[Rig, httpx.AsyncClient, TokenService],
+) -> None:
+    rig, client, tokens = api
+    trader = auth(tokens, rig.tenant, "portfolio_manager")
+    body = {"account": ACCOUNT, "symbol": "EURUSD", "type": "BUY", "volume": "0.001"}
+    denied = await client.post("/api/v1/orders", json=body, headers=trader)
+    assert denied.status_code == 422
+    assert denied.json()["retcode"] == 10014
+    assert denied.json()["order"]["state"] == "REJECTED"
+    bad = await client.post("/api/v1/orders", json={**body, "volume": "abc"}, headers=trader)
+    assert bad.status_code == 422
+    assert (await client.get("/api/v1/accounts")).status_code == 401
+
+
+async def test_risk_limits_are_set_through_the_api(api: tuple[Rig, httpx.AsyncClient, TokenService]) -> None:
+    rig, client, tokens = api
+    trader = auth(tokens, rig.tenant, "tenant_admin")
+    put = await client.put(
+        f"/api/v1/risk/limits/account/{ACCOUNT}", json={"kill_switch": True}, headers=trader
+    )
+    assert put.status_code == 200
+    bad = await client.put(f"/api/v1/risk/limits/account/{ACCOUNT}", json={"nope": 1}, headers=trader)
+    assert bad.status_code == 422
+    body = {"account": ACCOUNT, "symbol": "EURUSD", "type": "BUY", "volume": "0.10"}
+    denied = await client.post("/api/v1/orders", json=body, headers=trader)
+    assert denied.json()["reason"] == "kill_switch"
+    listed = (await client.get("/api/v1/risk/limits", headers=trader)).json()
+    assert listed == [{"scope": "account", "scope_id": ACCOUNT, "limits": {"kill_switch": True}}]
