@@ -17,11 +17,14 @@ from rich.panel import Panel
 from rich.table import Table
 
 from aitrading import __version__
+from aitrading import certs as certs_cli
 from aitrading.agent import cli as agent_cli
 from aitrading.common.config import SERVICE_NAMES, PlatformConfig, load_config
 from aitrading.common.errors import AITradingError
 from aitrading.common.logging import configure_logging
+from aitrading.gateway import admin_cli
 from aitrading.history import cli as history_cli
+from aitrading.storage.audit import cli as audit_cli
 
 app = typer.Typer(
     name="aitrading",
@@ -34,6 +37,11 @@ bench_app = typer.Typer(help="Benchmarks that print figures (never pass/fail).",
 app.add_typer(bench_app, name="bench")
 app.add_typer(history_cli.app, name="import", help="Import history files (ticks, bars) into the tick store.")
 app.add_typer(agent_cli.app, name="agent")
+app.add_typer(audit_cli.app, name="audit")
+app.add_typer(admin_cli.tenants_app, name="tenants")
+app.add_typer(admin_cli.users_app, name="users")
+app.add_typer(admin_cli.keys_app, name="keys")
+app.add_typer(certs_cli.app, name="certs")
 console = Console()
 err = Console(stderr=True)
 
@@ -182,10 +190,30 @@ def bench_ingest(
     _bench("bench_ingest").main(n=n)
 
 
+@bench_app.command("engine")
+def bench_engine(orders: Annotated[int, typer.Option(help="How many orders")] = 2000) -> None:
+    """Risk check + order placement latency (p50/p99) and orders/s of the trading engine."""
+    _bench("bench_engine").main(orders=orders)
+
+
 @bench_app.command("startup")
 def bench_startup(runs: Annotated[int, typer.Option(help="How many launches")] = 3) -> None:
     """Seconds from `aitrading up` launch to a ready gateway."""
     _bench("bench_startup").main(runs=runs)
+
+
+@bench_app.command("gateway")
+def bench_gateway(
+    requests: Annotated[int, typer.Option(help="Measured requests per target and round")] = 20_000,
+    connections: Annotated[str, typer.Option(help="Concurrent keep-alive connections, per level")] = "1,16",
+    rounds: Annotated[int, typer.Option(help="Alternating rounds per target")] = 2,
+    split: Annotated[bool, typer.Option(help="Also measure a gateway calling it over HTTP")] = False,
+) -> None:
+    """Requests/s and p50/p99 of a proxied GET through the gateway next to the upstream called directly."""
+    _bench("bench_gateway").main(
+        ["--requests", str(requests), "--connections", connections, "--rounds", str(rounds)]
+        + (["--split"] if split else [])
+    )
 
 
 def _bench(name: str) -> Any:

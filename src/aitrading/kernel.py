@@ -21,6 +21,7 @@ from aitrading.common.config import SERVICE_NAMES, PlatformConfig
 from aitrading.common.errors import ConfigError
 from aitrading.common.service import Check, Service
 from aitrading.common.serving import HttpServers
+from aitrading.common.tls import server_tls
 from aitrading.topology import RESOURCES, start_order
 
 __all__ = ["Kernel"]
@@ -81,7 +82,8 @@ class Kernel:
             for name in self.service_names:
                 max_ws = self.config.bridge.max_frame_bytes if name == "bridge" else 16 * 2**20
                 port = self.config.services.port(name)
-                self._http.add(name, self._app_of(name), host, port, ws_max_size=max_ws)
+                tls = server_tls(self.config, name)  # HTTPS with the service's certificate when TLS is on
+                self._http.add(name, self._app_of(name), host, port, ws_max_size=max_ws, tls=tls)
             await self._start_resources()
             for name in self.service_names:
                 self.services[name] = self._build_service(name)

@@ -1,8 +1,10 @@
 """`aitrading up --split`: one process per service against PostgreSQL, Redis and NATS.
 
-Services start in dependency order (see `topology`), each awaited until its `/health/ready` answers 200
-before the next starts. Migrations run once, before any service. SIGINT/SIGTERM stop the children in
-reverse order.
+Services start in dependency order (`topology.start_order` over `SERVICE_DEPENDENCIES`, the graph the
+hub serves at `/api/v1/graph`), each awaited until its `/health/ready` answers 200 before the next starts.
+With `security.tls.enabled` the readiness polls use HTTPS and verify the services against the local CA
+(presenting the `launcher` client certificate under mTLS). Migrations run once, before any service.
+SIGINT/SIGTERM stop the children in reverse order.
 """
 
 from __future__ import annotations
@@ -10,20 +12,22 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
 import httpx
 
 from aitrading.common.config import PlatformConfig
 from aitrading.common.errors import ConfigError, OperationalError
+from aitrading.common.tls import httpx_verify, service_url
 from aitrading.topology import start_order
 
-__all__ = ["SPLIT_DEFAULTS", "run_split", "split_environment"]
+__all__ = ["SPLIT_DEFAULTS", "run_split", "split_environment", "split_start_order", "wait_ready"]
 
 SPLIT_DEFAULTS = {
     "AITRADING_BUS__KIND": "nats",
@@ -58,9 +62,21 @@ async def _prepare_database(url: str, mode: str) -> None:
         await db.stop()
 
 
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], name: str, timeout_s: float) -> None:
+class _Process(Protocol):
+    """What `wait_ready` needs of a child process (a `subprocess.Popen`)."""
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    def poll(self) -> int | None: ...
+
+
+def wait_ready(
+    url: str, proc: _Process, name: str, timeout_s: float, *, verify: ssl.SSLContext | bool = True
+) -> None:
+    """Poll `url/health/ready` until it answers 200; raise `OperationalError` if `proc` ends or time is up."""
     deadline = time.monotonic() + timeout_s
-    with httpx.Client(timeout=1.0) as client:
+    with httpx.Client(timeout=1.0, verify=verify) as client:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise OperationalError(f"service {name} exited with code {proc.returncode} during start")
@@ -71,6 +87,11 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], name: str, timeout_s: f
                 pass
             time.sleep(0.1)
     raise OperationalError(f"service {name} was not ready within {timeout_s:.0f} s ({url}/health/ready)")
+
+
+def split_start_order(cfg: PlatformConfig) -> list[str]:
+    """Return the order in which `run_split` starts the enabled services (dependencies first)."""
+    return start_order(cfg.services.enabled)
 
 
 def run_split(cfg: PlatformConfig, *, simulate: bool, on_ready: Callable[[list[str]], None]) -> None:
@@ -92,10 +113,13 @@ def run_split(cfg: PlatformConfig, *, simulate: bool, on_ready: Callable[[list[s
 
     old = {s: signal.signal(s, _signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        order = start_order(cfg.services.enabled)
+        order = split_start_order(cfg)
+        verify = httpx_verify(cfg, "launcher")
         for name in order:
             procs.append(_spawn(name, ["serve", name, "--split", "--no-migrate"], env, logs))
-            _wait_ready(cfg.services.url(name), procs[-1][1], name, cfg.services.ready_timeout_s)
+            wait_ready(
+                service_url(cfg, name), procs[-1][1], name, cfg.services.ready_timeout_s, verify=verify
+            )
             if stop["now"]:
                 return
         if simulate:

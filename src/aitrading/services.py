@@ -13,20 +13,32 @@ __all__ = ["build"]
 
 
 def build(name: str, kernel: Kernel) -> Service:
-    """Return the service `name` wired to `kernel`'s resources and readiness checks."""
-    checks = kernel.checks_for(name)
-    cfg = kernel.config
-    if name == "gateway":
-        from aitrading.gateway.service import GatewayService
+    """Return the service `name` wired to `kernel`'s resources and readiness checks.
 
-        upstreams = {s: cfg.services.url(s) for s in cfg.services.enabled if s != "gateway"}
-        return GatewayService(upstreams)
+    Every service reports to the central hub over the process's bus: heartbeats and error events.
+    """
+    service = _build(name, kernel)
+    if kernel.bus is not None:
+        from aitrading.common.tls import service_url
+
+        cfg = kernel.config
+        service.report_to_hub(
+            kernel.bus,
+            kernel.clock,
+            endpoint=service_url(cfg, name),
+            interval_s=cfg.hub.heartbeat_interval_s,
+        )
+    return service
+
+
+def _build(name: str, kernel: Kernel) -> Service:
+    checks = kernel.checks_for(name)
+    if name == "gateway":
+        return _gateway(kernel)
     if name == "bridge":
         return _bridge(kernel, checks)
     if name == "engine":
-        from aitrading.engine.service import EngineService
-
-        return EngineService(checks)
+        return _engine(kernel, checks)
     if name == "dbservice":
         from aitrading.dbservice.service import DatabaseService
 
@@ -34,7 +46,15 @@ def build(name: str, kernel: Kernel) -> Service:
     if name == "hub":
         from aitrading.hub.service import HubService
 
-        return HubService(checks)
+        assert kernel.bus is not None, "the hub needs the bus (topology.RESOURCES)"
+        return HubService(
+            checks,
+            bus=kernel.bus,
+            clock=kernel.clock,
+            tokens=kernel.tokens,
+            expected=kernel.config.services.enabled,
+            config=kernel.config.hub,
+        )
     if name == "features":
         from aitrading.features.service import FeaturesService
 
@@ -42,7 +62,7 @@ def build(name: str, kernel: Kernel) -> Service:
     if name == "config":
         from aitrading.config_service.service import ConfigService
 
-        return ConfigService(checks)
+        return ConfigService(checks, db=kernel.db, clock=kernel.clock, tokens=kernel.tokens, bus=kernel.bus)
     if name == "ml":
         from aitrading.ml.service import MLService
 
@@ -56,6 +76,38 @@ def build(name: str, kernel: Kernel) -> Service:
 
         return NotifyService(checks)
     raise ValueError(f"unknown service {name!r}")
+
+
+def _gateway(kernel: Kernel) -> Service:
+    """The gateway over every enabled service: in process where this kernel runs it, else over HTTP."""
+    from aitrading.common.auth import principal_dependency
+    from aitrading.common.tls import httpx_verify, service_url
+    from aitrading.gateway.config import GatewayConfig
+    from aitrading.gateway.service import GatewayService
+
+    cfg = kernel.config
+    names = [s for s in cfg.services.enabled if s != "gateway"]
+    gateway = GatewayConfig()
+    if not gateway.rate_limit.storage_url and cfg.storage.cache == "redis":
+        # Split mode: every gateway process counts in the same Redis.
+        rate_limit = gateway.rate_limit.model_copy(update={"storage_url": cfg.storage.redis_url})
+        gateway = gateway.model_copy(update={"rate_limit": rate_limit})
+    audit = None
+    if kernel.db is not None:
+        from aitrading.storage.audit import AuditLog
+
+        audit = AuditLog(kernel.db, kernel.clock)
+    return GatewayService(
+        {s: service_url(cfg, s) for s in names},
+        in_process={s: kernel.services[s].app for s in names if s in kernel.services},
+        tokens=kernel.tokens,
+        # Until identity lands: the platform's service tokens (`aitrading token`) authenticate callers.
+        authenticate=principal_dependency(kernel.tokens),
+        clock=kernel.clock,
+        config=gateway,
+        audit=audit,
+        verify=httpx_verify(cfg, "gateway"),
+    )
 
 
 def _bridge(kernel: Kernel, checks: dict[str, Check]) -> Service:
@@ -79,4 +131,21 @@ def _bridge(kernel: Kernel, checks: dict[str, Check]) -> Service:
         authenticate,
         cache=kernel.cache,
         checks=checks,
+    )
+
+
+def _engine(kernel: Kernel, checks: dict[str, Check]) -> Service:
+    from aitrading.common.auth import principal_dependency
+    from aitrading.engine.service import EngineService
+    from aitrading.mt5.specs import DEFAULT_SPECS
+
+    assert kernel.bus is not None
+    return EngineService(
+        checks,
+        bus=kernel.bus,
+        db=kernel.db,
+        clock=kernel.clock,
+        tokens=kernel.tokens,
+        authenticate=principal_dependency(kernel.tokens),
+        specs=DEFAULT_SPECS,  # the simulated broker's symbols; real terminals' specs: see README (planned)
     )

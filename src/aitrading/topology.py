@@ -11,18 +11,20 @@ from aitrading.common.errors import ConfigError
 __all__ = ["RESOURCES", "SERVICE_DEPENDENCIES", "start_order"]
 
 RESOURCES: Mapping[str, frozenset[str]] = {
-    "gateway": frozenset(),
-    "hub": frozenset(),
+    "gateway": frozenset({"bus"}),
+    "hub": frozenset({"bus"}),
     "bridge": frozenset({"bus", "db", "ticks", "cache"}),
     "engine": frozenset({"bus", "db"}),
-    "dbservice": frozenset({"db", "ticks"}),
+    "dbservice": frozenset({"bus", "db", "ticks"}),
     "features": frozenset({"bus", "cache"}),
     "config": frozenset({"bus", "db"}),
-    "ml": frozenset({"db"}),
+    "ml": frozenset({"bus", "db"}),
     "decision": frozenset({"bus"}),
     "notify": frozenset({"bus"}),
 }
-"""The shared resources a service uses in its process."""
+"""The shared resources a service uses in its process.
+
+Every service has the bus: it publishes its heartbeats and error events to the central hub there."""
 
 SERVICE_DEPENDENCIES: Mapping[str, frozenset[str]] = {
     "hub": frozenset(),

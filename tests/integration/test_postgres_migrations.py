@@ -37,7 +37,16 @@ from aitrading.storage.oltp import (
 
 pytestmark = pytest.mark.integration
 
-TENANT_OWNED = {"users", "devices", "audit_events"}
+# Every table with a tenant_id column is tenant-owned and must be under row-level security.
+TENANT_OWNED = {t.name for t in Base.metadata.sorted_tables if "tenant_id" in t.columns}
+SEEDED = {"users", "devices", "audit_events"}  # the tables `seed_two_tenants` puts rows of both tenants in
+# Policies besides each tenant-owned table's `tenant_isolation`: narrow look-ups before a tenant is known.
+LOOKUP_POLICIES = {("devices", "device_lookup")} | {
+    (t.name, "credential_lookup")
+    for t in Base.metadata.sorted_tables
+    if t.name in {"api_keys", "refresh_tokens"}
+}
+EXPECTED_POLICIES = {(t, "tenant_isolation") for t in TENANT_OWNED} | LOOKUP_POLICIES
 
 
 def asyncpg_dsn(url: str) -> str:
@@ -134,17 +143,12 @@ async def test_upgrade_head_creates_the_tables_with_forced_row_level_security(
         "WHERE relnamespace = 'public'::regnamespace AND relkind = 'r'"
     )
     tables = {r["relname"]: (r["relrowsecurity"], r["relforcerowsecurity"]) for r in rows}
-    assert set(tables) == {"alembic_version", "tenants", *TENANT_OWNED}
+    assert set(tables) == {"alembic_version", *Base.metadata.tables}
     for table in TENANT_OWNED:
         assert tables[table] == (True, True), table
     assert tables["tenants"] == (False, False)
     policies = {(r["tablename"], r["policyname"]) for r in await admin.fetch("SELECT * FROM pg_policies")}
-    assert policies == {
-        ("users", "tenant_isolation"),
-        ("devices", "tenant_isolation"),
-        ("devices", "device_lookup"),
-        ("audit_events", "tenant_isolation"),
-    }
+    assert policies == EXPECTED_POLICIES
 
 
 async def test_migrated_schema_matches_the_models_exactly_on_postgresql(migrated_db: str) -> None:
@@ -173,7 +177,7 @@ async def test_downgrade_to_base_removes_tables_and_policies_and_upgrade_restore
 
     await upgrade(migrated_db)
     assert await current(migrated_db) == head()
-    assert await admin.fetchval("SELECT count(*) FROM pg_policies") == 4
+    assert await admin.fetchval("SELECT count(*) FROM pg_policies") == len(EXPECTED_POLICIES)
 
 
 async def test_concurrent_upgrades_serialise_and_both_succeed(fresh_postgres_db: str) -> None:
@@ -213,7 +217,7 @@ async def test_non_owner_scoped_to_tenant_a_sees_no_rows_of_tenant_b(
     admin: asyncpg.Connection, app_role: str
 ) -> None:
     a, b = await seed_two_tenants(admin)
-    for table in TENANT_OWNED:
+    for table in SEEDED:
         of_b = f"SELECT count(*) FROM {table} WHERE tenant_id = $1"
         assert await count_as(admin, app_role, of_b, b, tenant=a) == 0, table
         assert await count_as(admin, app_role, f"SELECT count(*) FROM {table}", tenant=a) > 0, table

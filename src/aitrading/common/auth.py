@@ -32,6 +32,10 @@ class Principal:
     subject: str
     tenant: str | None = None
     roles: frozenset[str] = field(default_factory=frozenset)
+    mfa: bool = False
+    """True when the user proved a second factor in the session behind this call (MFA step-up)."""
+    tier: str | None = None
+    """The tenant's subscription tier, when known (quotas and rate limits)."""
 
     def has_role(self, *roles: str) -> bool:
         """Tell whether the principal has any of `roles`."""
@@ -49,7 +53,14 @@ class TokenService:
         self._leeway = leeway_s
 
     def issue(
-        self, subject: str, *, tenant: str | None = None, roles: Iterable[str] = (), ttl_s: int = 300
+        self,
+        subject: str,
+        *,
+        tenant: str | None = None,
+        roles: Iterable[str] = (),
+        ttl_s: int = 300,
+        mfa: bool = False,
+        tier: str | None = None,
     ) -> str:
         """Return a token for `subject` valid for `ttl_s` seconds (at most a day)."""
         if not 0 < ttl_s <= _MAX_TTL_S:
@@ -66,6 +77,10 @@ class TokenService:
         }
         if tenant is not None:
             claims["tenant"] = tenant
+        if mfa:
+            claims["mfa"] = True
+        if tier is not None:
+            claims["tier"] = tier
         return jwt.encode(claims, self._secret, algorithm=_ALGORITHM)
 
     def verify(self, token: str) -> Principal:
@@ -100,7 +115,13 @@ class TokenService:
         tenant = claims.get("tenant")
         if tenant is not None and not isinstance(tenant, str):
             raise jwt.InvalidTokenError("tenant must be a string")
-        return Principal(subject=str(claims["sub"]), tenant=tenant, roles=frozenset(roles))
+        mfa = claims.get("mfa", False)
+        tier = claims.get("tier")
+        if not isinstance(mfa, bool) or (tier is not None and not isinstance(tier, str)):
+            raise jwt.InvalidTokenError("mfa must be a boolean and tier a string")
+        return Principal(
+            subject=str(claims["sub"]), tenant=tenant, roles=frozenset(roles), mfa=mfa, tier=tier
+        )
 
 
 def principal_dependency(tokens: TokenService) -> Callable[[Request], Awaitable[Principal]]:

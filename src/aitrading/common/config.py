@@ -9,6 +9,7 @@ Production mode refuses to start while any secret is missing or still the develo
 from __future__ import annotations
 
 import os
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,11 +28,13 @@ __all__ = [
     "AgentConfig",
     "BridgeConfig",
     "BusConfig",
+    "HubConfig",
     "PlatformConfig",
     "SecurityConfig",
     "ServicesConfig",
     "SimulatorConfig",
     "StorageConfig",
+    "TLSConfig",
     "load_config",
 ]
 
@@ -123,12 +126,36 @@ class BusConfig(_Section):
     stream_prefix: str = ""
 
 
+class TLSConfig(_Section):
+    """TLS between the platform's services, with certificates from a local CA (`aitrading certs init`)."""
+
+    enabled: bool = False
+    """Serve HTTPS on every service port; internal clients verify the servers against the local CA."""
+    cert_dir: Path = Path("var/certs")
+    """Where `aitrading certs init` wrote `ca.crt`, `server/<service>.crt|key` and `client/<name>.crt|key`."""
+    mtls: bool = False
+    """Internal services also require a client certificate from the local CA (mutual TLS)."""
+    public_services: tuple[str, ...] = ("gateway", "bridge")
+    """Services whose ports face clients outside the platform (browsers, PC agents): TLS but no client
+    certificate required, even with `mtls`."""
+
+    @model_validator(mode="after")
+    def _known_services(self) -> TLSConfig:
+        unknown = [s for s in self.public_services if s not in SERVICE_NAMES]
+        if unknown:
+            raise ValueError(f"unknown services in 'public_services': {', '.join(unknown)}")
+        if self.mtls and not self.enabled:
+            raise ValueError("security.tls.mtls needs security.tls.enabled")
+        return self
+
+
 class SecurityConfig(_Section):
     """Secrets and security switches. Defaults work in development only."""
 
     secret_key: SecretStr = SecretStr(DEV_SECRET_PREFIX + "secret-key-for-development-only")
     service_token_secret: SecretStr = SecretStr(DEV_SECRET_PREFIX + "service-token-for-development-only")
     dev_device_key: SecretStr = SecretStr(DEV_SECRET_PREFIX + "device-key-0001")
+    tls: TLSConfig = Field(default_factory=TLSConfig)
 
 
 class SimulatorConfig(_Section):
@@ -150,12 +177,43 @@ class SimulatorConfig(_Section):
     """Time zone of the file's times where the format needs one (MT5 exports: broker time)."""
     replay_speed: float = Field(default=1.0, gt=0)
     """1 replays at the recorded pace; 60 plays a minute of history every second."""
+    balance: Decimal = Field(default=Decimal(10_000), ge=0)
+    """Starting balance of the simulated account (its books then keep the real one)."""
+    currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+    leverage: int = Field(default=100, gt=0)
+    hedging: bool = True
+    """True: a position per deal IN (retail hedging); False: one position per symbol (netting)."""
+    slippage_points: int = Field(default=0, ge=0)
+    """Market fills slip against the trader by a seeded random 0..N points."""
+    requote_probability: float = Field(default=0.0, ge=0, le=1)
+    """Chance that a market request within its deviation is requoted anyway (seeded)."""
+    commission_per_lot: Decimal = Field(default=Decimal(0), ge=0)
+    """Commission per lot per side, in the account currency, booked on every deal."""
+    state_path: Path | None = None
+    """Keep the simulated broker's books (balance, positions, orders, deals) in this file across restarts."""
 
     @model_validator(mode="after")
     def _replay_names_its_symbol(self) -> SimulatorConfig:
         if self.replay_file is not None and not self.replay_symbol:
             raise ValueError("simulator.replay_symbol is required with simulator.replay_file")
         return self
+
+
+class HubConfig(_Section):
+    """Heartbeats and error reports to the central hub, and how the hub judges them."""
+
+    heartbeat_interval_s: float = Field(default=5.0, gt=0)
+    """Every service publishes a heartbeat on `hub.heartbeat` this often."""
+    stale_after_beats: int = Field(default=3, ge=1)
+    """The hub marks an instance stale after this many missed heartbeats."""
+    forget_after_s: float = Field(default=3600.0, gt=0)
+    """Stopped or stale instances leave the registry after this long."""
+    error_queue: int = Field(default=1000, ge=1)
+    """Error reports waiting to be published per process; beyond it the oldest are dropped (counted)."""
+    error_frames: int = Field(default=5, ge=1, le=50)
+    """Frames of the platform's own code that make up an error's fingerprint (innermost first)."""
+    max_error_groups: int = Field(default=5000, ge=1)
+    """Distinct error fingerprints the hub keeps; the least recently seen go first."""
 
 
 class BridgeConfig(_Section):
@@ -201,6 +259,7 @@ class PlatformConfig(BaseSettings):
     security: SecurityConfig = Field(default_factory=SecurityConfig)
     simulator: SimulatorConfig = Field(default_factory=SimulatorConfig)
     bridge: BridgeConfig = Field(default_factory=BridgeConfig)
+    hub: HubConfig = Field(default_factory=HubConfig)
     agent: AgentConfig = Field(default_factory=AgentConfig)
 
     @classmethod
@@ -229,7 +288,8 @@ class PlatformConfig(BaseSettings):
         bad = [
             f"security.{name}"
             for name, value in self.security
-            if name != "dev_device_key"
+            if isinstance(value, SecretStr)  # settings such as `tls` are switches, not secrets
+            and name != "dev_device_key"
             and (not value.get_secret_value() or value.get_secret_value().startswith(DEV_SECRET_PREFIX))
         ]
         if bad:
@@ -262,8 +322,13 @@ class PlatformConfig(BaseSettings):
 
 
 def _unknown_env_keys() -> list[str]:
-    # AGENT_PASSPHRASE unlocks the agent's credential file; TEST_* point the test suite at servers.
-    known = {name.upper() for name in PlatformConfig.model_fields} | {"CONFIG", "AGENT_PASSPHRASE"}
+    # AGENT_PASSPHRASE unlocks the agent's credential file; TEST_* point the test suite at servers;
+    # AGENT_CRASH_AFTER_ORDER_SEND is the agent's fault-injection hook for crash tests (ADR 0009).
+    known = {name.upper() for name in PlatformConfig.model_fields} | {
+        "CONFIG",
+        "AGENT_PASSPHRASE",
+        "AGENT_CRASH_AFTER_ORDER_SEND",
+    }
     out = []
     for key in os.environ:
         if key.startswith(ENV_PREFIX) and not key.startswith(ENV_PREFIX + "TEST_"):

@@ -1,7 +1,9 @@
 """Serve several ASGI apps from one process, each on its own pre-bound port.
 
 Ports are bound before anything starts so a port already in use is one clear error, not a traceback
-half-way through start-up. Signals belong to the caller (the kernel), not to uvicorn.
+half-way through start-up. Signals belong to the caller (the kernel), not to uvicorn. A server given
+`ServerTLS` serves HTTPS with the context of `aitrading.common.tls.server_ssl_context` (TLS 1.2+, client
+certificates required under mTLS).
 """
 
 from __future__ import annotations
@@ -10,12 +12,14 @@ import asyncio
 import contextlib
 import errno
 import socket
+import ssl
 from collections.abc import Callable, Generator
 
 import uvicorn
 from fastapi import FastAPI
 
 from aitrading.common.errors import ConfigError
+from aitrading.common.tls import ServerTLS, server_ssl_context
 
 __all__ = ["HttpServers", "bind"]
 
@@ -47,19 +51,27 @@ class HttpServers:
     """A set of uvicorn servers sharing one event loop."""
 
     def __init__(self) -> None:
-        self._bound: list[tuple[str, Callable[[], FastAPI], socket.socket, int]] = []
+        self._bound: list[tuple[str, Callable[[], FastAPI], socket.socket, int, ssl.SSLContext | None]] = []
         self._servers: list[tuple[str, _Server, socket.socket]] = []
         self._tasks: list[asyncio.Task[None]] = []
 
     def add(
-        self, name: str, app: Callable[[], FastAPI], host: str, port: int, *, ws_max_size: int = 16 * 2**20
+        self,
+        name: str,
+        app: Callable[[], FastAPI],
+        host: str,
+        port: int,
+        *,
+        ws_max_size: int = 16 * 2**20,
+        tls: ServerTLS | None = None,
     ) -> None:
-        """Bind `host:port` now; serve the app that `app()` returns there once `start` is called."""
-        self._bound.append((name, app, bind(host, port, name), ws_max_size))
+        """Bind `host:port` now; serve the app that `app()` returns there (HTTPS with `tls`) on `start`."""
+        ssl_context = server_ssl_context(tls) if tls is not None else None  # bad cert files fail here, early
+        self._bound.append((name, app, bind(host, port, name), ws_max_size, ssl_context))
 
     def port(self, name: str) -> int:
         """Return the port bound for `name` (useful when it was 0: any free port)."""
-        for bound_name, _, sock, _ in self._bound:
+        for bound_name, _, sock, _, _ in self._bound:
             if bound_name == name:
                 port: int = sock.getsockname()[1]
                 return port
@@ -67,7 +79,7 @@ class HttpServers:
 
     async def start(self) -> None:
         """Start serving; returns once every server accepts connections."""
-        for name, app, sock, ws_max_size in self._bound:
+        for name, app, sock, ws_max_size, ssl_context in self._bound:
             config = uvicorn.Config(
                 app(),
                 log_config=None,
@@ -76,6 +88,9 @@ class HttpServers:
                 ws_max_size=ws_max_size,
                 timeout_graceful_shutdown=5,
             )
+            if ssl_context is not None:
+                config.load()
+                config.ssl = ssl_context  # our context, not one uvicorn builds from file names
             server = _Server(config)
             self._servers.append((name, server, sock))
             self._tasks.append(asyncio.create_task(server.serve(sockets=[sock]), name=f"http:{name}"))
@@ -97,6 +112,6 @@ class HttpServers:
 
     def close_sockets(self) -> None:
         """Release the bound ports (also when start was never reached)."""
-        for _, _, sock, _ in self._bound:
+        for _, _, sock, _, _ in self._bound:
             sock.close()
         self._bound.clear()

@@ -41,7 +41,8 @@ from aitrading.storage.oltp import (
     upgrade,
 )
 
-TABLES = {"tenants", "users", "devices", "audit_events"}
+# Every table the models declare: the migrations must create exactly these (no more, no fewer).
+TABLES = set(Base.metadata.tables)
 
 
 def sqlite_url(path: Path) -> str:
@@ -78,7 +79,7 @@ async def table_names(database: Database) -> set[str]:
 async def test_migrate_on_start_creates_parent_dir_and_reaches_head(db: Database, db_path: Path) -> None:
     assert await asyncio.to_thread(db_path.is_file)
     assert db.state is ComponentState.RUNNING
-    assert await current(sqlite_url(db_path)) == head() == "0002"
+    assert await current(sqlite_url(db_path)) == head() == "0005"
     assert await table_names(db) == TABLES
 
 

@@ -4,6 +4,7 @@ SQLAlchemy 2 async over SQLite (embedded default) or PostgreSQL (split deploymen
 per tenant); Alembic migrations ship inside the package and run programmatically.
 """
 
+from aitrading.storage.oltp import models_config, models_identity, models_trading  # noqa: F401  # register tables
 from aitrading.storage.oltp.database import Database, make_engine
 from aitrading.storage.oltp.devices import (
     DEFAULT_DEVICE_SCOPES,

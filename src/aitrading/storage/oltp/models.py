@@ -57,7 +57,10 @@ ROLES: tuple[str, ...] = ("platform_admin", "tenant_admin", "portfolio_manager",
 """The roles of the security model; the `users.role` check constraint allows exactly these."""
 
 TENANT_OWNED_TABLES: tuple[str, ...] = ("users", "devices", "audit_events")
-"""Tables under row-level security on PostgreSQL (each migration adding one enables it there)."""
+"""Tables of this module under row-level security on PostgreSQL (each migration adding one enables it there).
+
+Every table with a `tenant_id` column, in any models module, is tenant-owned; the PostgreSQL tests check
+that each of them is under forced row-level security."""
 
 MONEY_SCALE = 8
 """Decimal places kept for money columns; bookings quantize to the account currency's digits first."""
@@ -223,7 +226,7 @@ class Device(TenantOwned, Base):
 
 
 class AuditEvent(TenantOwned, Base):
-    """One event of a tenant's append-only, hash-chained audit log (see `aitrading.engine.audit`).
+    """One event of a tenant's append-only, hash-chained audit log (see `aitrading.storage.audit.chain`).
 
     `hash` = sha256(`prev_hash` ‖ canonical(seq, ts, actor, kind, payload)); the first event of a tenant
     chains to 64 zeros. Rows are never updated (PostgreSQL refuses it by trigger); only the archiver

@@ -15,6 +15,7 @@ from alembic import context
 from sqlalchemy import Connection
 from sqlalchemy.pool import NullPool
 
+from aitrading.storage.oltp import models_config, models_identity, models_trading  # noqa: F401  # register tables
 from aitrading.storage.oltp.database import make_engine
 from aitrading.storage.oltp.models import Base
 
