@@ -67,7 +67,12 @@ def postgres_url() -> str:
 
 @pytest.fixture
 async def fresh_postgres_db(postgres_url: str) -> AsyncIterator[str]:
-    """A brand-new PostgreSQL database for one test, dropped afterwards; yields its asyncpg URL."""
+    """A brand-new PostgreSQL database for one test, dropped afterwards; yields its asyncpg URL.
+
+    A test that gives the platform this database names its app role `<database>_app`
+    (`platform_helpers.app_role_for`): the role is
+    dropped with the database (roles are server-wide; ADR 0015).
+    """
     import asyncpg
 
     parsed = urlparse(postgres_url.replace("+asyncpg", ""))
@@ -83,6 +88,7 @@ async def fresh_postgres_db(postgres_url: str) -> AsyncIterator[str]:
         yield postgres_url.rsplit("/", 1)[0] + f"/{name}"
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.execute(f'DROP ROLE IF EXISTS "{name}_app"')
         await admin.close()
 
 

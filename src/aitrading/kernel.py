@@ -148,11 +148,11 @@ class Kernel:
         if "db" in self._needed:
             from aitrading.storage.oltp import Database
 
-            self.db = Database(cfg.storage.resolved_oltp_url(), clock=self.clock)
+            # PostgreSQL: the services log in as the non-owner app role that row-level security binds
+            # (ADR 0015); migrations, when this process runs them, go through the owner's URL.
+            self.db = Database.from_config(cfg, clock=self.clock, migrate_on_start=self._migrate)
             await self.db.start()
             self._started.append(self.db.stop)
-            if self._migrate:
-                await self.db.migrate()
             if cfg.mode == "development":
                 await self._provision_dev_device()
         if "ticks" in self._needed:

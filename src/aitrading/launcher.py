@@ -49,17 +49,17 @@ def split_environment(cfg: PlatformConfig) -> dict[str, str]:
     return env
 
 
-async def _prepare_database(url: str, mode: str) -> None:
+async def _prepare_database(cfg: PlatformConfig, url: str) -> None:
+    """Create (development) and migrate the database at `url` as its owner, and the services' app role."""
     from aitrading.storage.oltp import Database, ensure_database
 
-    if mode == "development":
+    if cfg.mode == "development":
         await ensure_database(url)
-    db = Database(url)
+    storage = cfg.storage.model_copy(update={"oltp_url": url})
+    # Migrate first (as the owner; it creates the app role), then connect as the app role once to prove it.
+    db = Database.from_config(cfg.model_copy(update={"storage": storage}), migrate_on_start=True)
     await db.start()
-    try:
-        await db.migrate()
-    finally:
-        await db.stop()
+    await db.stop()
 
 
 class _Process(Protocol):
@@ -102,7 +102,7 @@ def run_split(cfg: PlatformConfig, *, simulate: bool, on_ready: Callable[[list[s
         raise ConfigError(
             "split mode needs PostgreSQL: set AITRADING_STORAGE__OLTP_URL to a postgresql+asyncpg URL"
         )
-    asyncio.run(_prepare_database(oltp_url, cfg.mode))
+    asyncio.run(_prepare_database(cfg, oltp_url))
     logs = cfg.storage.data_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     procs: list[tuple[str, subprocess.Popen[bytes], IO[bytes]]] = []

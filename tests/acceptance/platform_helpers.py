@@ -102,3 +102,8 @@ def running(args: list[str], env: dict[str, str], cwd: Path) -> Iterator[subproc
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def app_role_for(database_url: str) -> str:
+    """The app role a platform on a `fresh_postgres_db` database logs in as; dropped with that database."""
+    return database_url.rsplit("/", 1)[1] + "_app"

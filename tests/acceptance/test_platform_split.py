@@ -8,7 +8,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from platform_helpers import metric, platform_env, running, url, wait_ready
+from platform_helpers import app_role_for, metric, platform_env, running, url, wait_ready
 
 from aitrading.common.config import SERVICE_NAMES
 
@@ -21,6 +21,7 @@ def test_split_starts_every_service_as_a_process_and_the_gateway_reports_them_al
     env = platform_env(
         tmp_path,
         AITRADING_STORAGE__OLTP_URL=fresh_postgres_db,
+        AITRADING_STORAGE__OLTP_APP_ROLE=app_role_for(fresh_postgres_db),
         AITRADING_STORAGE__REDIS_URL=redis_url,
         AITRADING_BUS__NATS_URL=nats_url,
         AITRADING_SIMULATOR__RATE_FACTOR="5",

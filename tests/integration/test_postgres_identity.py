@@ -22,7 +22,7 @@ from aitrading.gateway.identity.mfa import Totp
 from aitrading.gateway.identity.schemas import ApiKeyCreate, UserCreate
 from aitrading.storage.audit import AuditLog
 from aitrading.storage.cache import MemoryCache
-from aitrading.storage.oltp import Database, upgrade
+from aitrading.storage.oltp import AppRole, Database, upgrade
 from aitrading.storage.oltp.models import Base
 from aitrading.storage.oltp.models_identity import IDENTITY_TENANT_TABLES
 
@@ -52,11 +52,10 @@ async def admin(migrated_db: str) -> AsyncIterator[asyncpg.Connection]:
 
 
 @pytest.fixture
-async def app_role(admin: asyncpg.Connection) -> AsyncIterator[str]:
-    """A plain login role with table privileges but no ownership, like the application's."""
+async def app_role(migrated_db: str, admin: asyncpg.Connection) -> AsyncIterator[str]:
+    """The application role as the migrations provision it: no ownership, superuser or BYPASSRLS; DML only."""
     role = f"aitrading_idn_{uuid.uuid4().hex[:10]}"
-    await admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'test-only' NOSUPERUSER NOBYPASSRLS")
-    await admin.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}")
+    await upgrade(migrated_db, app_role=AppRole(role, "test-only"))
     try:
         yield role
     finally:

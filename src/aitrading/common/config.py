@@ -104,14 +104,46 @@ class StorageConfig(_Section):
 
     data_dir: Path = Path("var")
     oltp_url: str = ""
+    """The OLTP database. On PostgreSQL its user is the schema owner: migrations run as it."""
+    oltp_app_role: str = Field(default="aitrading_app", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    """PostgreSQL: the non-owner role (NOSUPERUSER, NOBYPASSRLS, DML only) the services log in as, on the
+    host and database of `oltp_url`; migrations create it. Row-level security binds only such a role."""
+    oltp_app_password: SecretStr = SecretStr(DEV_SECRET_PREFIX + "oltp-app-password")
+    """PostgreSQL: the application role's password; production mode refuses the development default."""
     ticks: Literal["chdb", "clickhouse"] = "chdb"
     clickhouse_url: str = "http://default:@127.0.0.1:8123/default"
     cache: Literal["memory", "redis"] = "memory"
     redis_url: str = "redis://127.0.0.1:6379/0"
 
     def resolved_oltp_url(self) -> str:
-        """Return the OLTP database URL, defaulting to SQLite under `data_dir`."""
+        """Return the OLTP database URL (the owner's on PostgreSQL), by default SQLite under `data_dir`."""
         return self.oltp_url or f"sqlite+aiosqlite:///{self.data_dir / 'aitrading.sqlite'}"
+
+    def uses_postgresql(self) -> bool:
+        """Tell whether the OLTP database is PostgreSQL (else SQLite, which has no roles)."""
+        return self.resolved_oltp_url().split(":", 1)[0].split("+", 1)[0] == "postgresql"
+
+    def resolved_app_url(self) -> str:
+        """Return the URL the services connect with: on PostgreSQL `oltp_url` as the application role.
+
+        Only host, port, database and query of `oltp_url` are used, so services that do not migrate can be
+        given an `oltp_url` without the owner's password.
+        """
+        if not self.uses_postgresql():
+            return self.resolved_oltp_url()
+        from sqlalchemy.engine import make_url
+
+        url = make_url(self.resolved_oltp_url()).set(
+            username=self.oltp_app_role, password=self.oltp_app_password.get_secret_value()
+        )
+        return url.render_as_string(hide_password=False)
+
+    def default_secrets(self) -> list[str]:
+        """Name the storage secrets still missing or at their development default (checked in production)."""
+        password = self.oltp_app_password.get_secret_value()
+        if self.uses_postgresql() and (not password or password.startswith(DEV_SECRET_PREFIX)):
+            return ["storage.oltp_app_password"]
+        return []
 
     @property
     def chdb_path(self) -> Path:
@@ -292,6 +324,7 @@ class PlatformConfig(BaseSettings):
             and name != "dev_device_key"
             and (not value.get_secret_value() or value.get_secret_value().startswith(DEV_SECRET_PREFIX))
         ]
+        bad += self.storage.default_secrets()
         if bad:
             env = ", ".join(ENV_PREFIX + b.upper().replace(".", "__") for b in bad)
             raise ValueError(f"production mode needs real secrets; set {', '.join(bad)} ({env})")

@@ -1,7 +1,8 @@
 """The transactional (OLTP) database: tenants, users, devices and, later, accounts, orders, deals and audit.
 
 SQLAlchemy 2 async over SQLite (embedded default) or PostgreSQL (split deployments, with row-level security
-per tenant); Alembic migrations ship inside the package and run programmatically.
+per tenant, enforced by connecting as a non-owner `AppRole`); Alembic migrations ship inside the package and
+run programmatically.
 """
 
 from aitrading.storage.oltp import models_config, models_identity, models_trading  # noqa: F401  # register tables
@@ -26,11 +27,13 @@ from aitrading.storage.oltp.models import (
     User,
     UTCDateTime,
 )
+from aitrading.storage.oltp.roles import AppRole
 from aitrading.storage.oltp.tenancy import allow_device_lookup, ensure_tenant, set_tenant
 
 __all__ = [
     "DEFAULT_DEVICE_SCOPES",
     "ROLES",
+    "AppRole",
     "AuditEvent",
     "Base",
     "Database",

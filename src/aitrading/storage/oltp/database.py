@@ -4,6 +4,10 @@ The URL picks the backend: `sqlite+aiosqlite:///var/aitrading.sqlite` (embedded 
 `postgresql+asyncpg://user@host/db` (split deployments). SQLite connections run in WAL mode with foreign
 keys enforced, and SQLAlchemy (not the driver) emits `BEGIN`, so transactions, savepoints and migration DDL
 behave as on PostgreSQL (the recipe in SQLAlchemy's SQLite dialect documentation).
+
+On PostgreSQL the services connect as a non-owner application role that row-level security binds, while
+migrations connect as the schema owner (`migration_url`) and provision that role; `Database.from_config`
+wires both from the storage config. See docs/adr/0015-row-level-security.md.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -21,7 +25,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from aitrading.common.clock import Clock, LiveClock
 from aitrading.common.errors import ConfigError, OperationalError
 from aitrading.common.lifecycle import Component
+from aitrading.storage.oltp.roles import AppRole, rls_bypass_reason
 from aitrading.storage.oltp.tenancy import set_tenant
+
+if TYPE_CHECKING:
+    from aitrading.common.config import PlatformConfig
 
 __all__ = ["Database", "make_engine"]
 
@@ -84,16 +92,54 @@ class Database(Component):
         clock: Clock | None = None,
         echo: bool = False,
         migrate_on_start: bool = False,
+        migration_url: str | None = None,
+        app_role: AppRole | None = None,
+        require_rls: bool = False,
         **engine_kwargs: Any,
     ) -> None:
+        """Open `url` for the application's work.
+
+        `migration_url` is the schema owner's URL that `migrate` uses (default: `url`); with `app_role`,
+        `migrate` also provisions that PostgreSQL role. With `require_rls`, `start` fails unless the
+        connected role is bound by row-level security (not superuser, no BYPASSRLS, owns no table).
+        """
         super().__init__()
         self._url = url
         self._clock: Clock = clock or LiveClock()
         self._echo = echo
         self._migrate_on_start = migrate_on_start
+        self._migration_url = migration_url
+        self._app_role = app_role
+        self._require_rls = require_rls
+        self._rls_bypass: str | None = None
         self._engine_kwargs = engine_kwargs
         self._engine: AsyncEngine | None = None
         self._sessions: async_sessionmaker[AsyncSession] | None = None
+
+    @classmethod
+    def from_config(
+        cls, cfg: PlatformConfig, *, clock: Clock | None = None, migrate_on_start: bool = False, **kwargs: Any
+    ) -> Database:
+        """Build the database the platform config names.
+
+        SQLite: `storage.oltp_url` (or the file under `storage.data_dir`), as before. PostgreSQL: the engine
+        logs in as `storage.oltp_app_role` on the host and database of `storage.oltp_url`, whose own user is
+        the schema owner that `migrate` uses; production mode refuses to start as a role that escapes
+        row-level security.
+        """
+        storage = cfg.storage
+        if not storage.uses_postgresql():
+            return cls(storage.resolved_oltp_url(), clock=clock, migrate_on_start=migrate_on_start, **kwargs)
+        role = AppRole(storage.oltp_app_role, storage.oltp_app_password.get_secret_value())
+        return cls(
+            storage.resolved_app_url(),
+            clock=clock,
+            migrate_on_start=migrate_on_start,
+            migration_url=storage.resolved_oltp_url(),
+            app_role=role,
+            require_rls=cfg.mode == "production",
+            **kwargs,
+        )
 
     @property
     def clock(self) -> Clock:
@@ -111,6 +157,11 @@ class Database(Component):
         return make_url(self._url).get_backend_name()
 
     @property
+    def rls_bypass(self) -> str | None:
+        """After `start` on PostgreSQL: why the connected role escapes row-level security, or None."""
+        return self._rls_bypass
+
+    @property
     def engine(self) -> AsyncEngine:
         if self._engine is None:
             raise OperationalError(f"database {self.url} is not started")
@@ -120,9 +171,19 @@ class Database(Component):
         self._engine = make_engine(self._url, echo=self._echo, **self._engine_kwargs)
         self._sessions = async_sessionmaker(self._engine, expire_on_commit=False)
         if self._migrate_on_start:
-            await self.migrate()
+            await self.migrate()  # first: it creates the role this engine logs in as
         async with self._engine.connect() as conn:  # fail start loudly with the driver's own error
             await conn.execute(sa.text("SELECT 1"))
+            if conn.dialect.name == "postgresql":
+                self._rls_bypass = await conn.run_sync(rls_bypass_reason)
+        if self._require_rls and self._rls_bypass is not None:
+            await self._engine.dispose()
+            self._engine = None
+            self._sessions = None
+            raise ConfigError(
+                f"database {self.url}: {self._rls_bypass}, so row-level security would not isolate tenants; "
+                "connect as the application role (see storage.oltp_app_role)"
+            )
 
     async def _on_stop(self) -> None:
         if self._engine is not None:
@@ -159,7 +220,13 @@ class Database(Component):
         return True
 
     async def migrate(self, rev: str = "head") -> None:
-        """Upgrade the schema to `rev` (Alembic) over this component's engine."""
-        from aitrading.storage.oltp.migrate import upgrade_engine
+        """Upgrade the schema to `rev` (Alembic) as the owner, and provision the application role if set.
 
-        await upgrade_engine(self.engine, rev)
+        Without a separate `migration_url` this runs over the component's own engine.
+        """
+        from aitrading.storage.oltp.migrate import upgrade, upgrade_engine
+
+        if self._migration_url is not None and self._migration_url != self._url:
+            await upgrade(self._migration_url, rev, app_role=self._app_role)
+        else:
+            await upgrade_engine(self.engine, rev, app_role=self._app_role)

@@ -3,6 +3,9 @@
 `upgrade`, `downgrade` and `current` take a database URL; `Database.migrate` reuses its own engine through
 `upgrade_engine`. Alembic runs on the async connection via `run_sync`, so the same code serves aiosqlite
 and asyncpg and can be awaited from a running event loop (a service starting up, a test).
+
+Migrations run as the schema owner. Given an `AppRole`, an upgrade on PostgreSQL also provisions the
+non-owner role the services connect as (`aitrading.storage.oltp.roles`), in the same transaction.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import NullPool
 
 from aitrading.common.errors import ConfigError, OperationalError
+from aitrading.storage.oltp.roles import AppRole, provision_app_role
 
 __all__ = [
     "MIGRATIONS_DIR",
@@ -59,9 +63,9 @@ def head() -> str:
     return rev
 
 
-async def upgrade(url: str, rev: str = "head") -> None:
-    """Upgrade the database at `url` to `rev`."""
-    await _with_engine(url, lambda engine: upgrade_engine(engine, rev))
+async def upgrade(url: str, rev: str = "head", *, app_role: AppRole | None = None) -> None:
+    """Upgrade the database at `url` (its owner's URL) to `rev`; on PostgreSQL provision `app_role` too."""
+    await _with_engine(url, lambda engine: upgrade_engine(engine, rev, app_role=app_role))
 
 
 async def downgrade(url: str, rev: str) -> None:
@@ -107,9 +111,13 @@ async def ensure_database(url: str) -> bool:
         await admin.dispose()
 
 
-async def upgrade_engine(engine: AsyncEngine, rev: str = "head") -> None:
-    """Upgrade the database behind `engine` to `rev` in one transaction."""
-    await _run_command(engine, command.upgrade, rev)
+async def upgrade_engine(engine: AsyncEngine, rev: str = "head", *, app_role: AppRole | None = None) -> None:
+    """Upgrade the database behind `engine` to `rev` in one transaction.
+
+    With `app_role` on PostgreSQL, create or update that role and grant it its privileges on the tables
+    the upgrade leaves (ignored on SQLite, which has no roles).
+    """
+    await _run_command(engine, command.upgrade, rev, app_role=app_role)
 
 
 async def current_engine(engine: AsyncEngine) -> str | None:
@@ -118,14 +126,19 @@ async def current_engine(engine: AsyncEngine) -> str | None:
         return await conn.run_sync(lambda sync: MigrationContext.configure(sync).get_current_revision())
 
 
-async def _run_command(engine: AsyncEngine, cmd: Callable[[Config, str], None], rev: str) -> None:
+async def _run_command(
+    engine: AsyncEngine, cmd: Callable[[Config, str], None], rev: str, *, app_role: AppRole | None = None
+) -> None:
     def run(sync_conn: Connection) -> None:
-        if sync_conn.dialect.name == "postgresql":
+        postgresql = sync_conn.dialect.name == "postgresql"
+        if postgresql:
             # Replicas starting together migrate one after another; the later ones find the schema at head.
             sync_conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         cfg = alembic_config()
         cfg.attributes["connection"] = sync_conn  # env.py uses it instead of opening its own
         cmd(cfg, rev)
+        if postgresql and app_role is not None:
+            provision_app_role(sync_conn, app_role)
 
     async with engine.begin() as conn:
         await conn.run_sync(run)

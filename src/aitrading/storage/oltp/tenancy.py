@@ -3,8 +3,10 @@
 On PostgreSQL every tenant-owned table is under row-level security: a row is visible and writable only while
 the transaction's `app.tenant_id` setting names its tenant. `set_tenant` sets it with `set_config(..., true)`,
 which lasts until the transaction ends, so a pooled connection never carries one tenant's scope into another
-request. SQLite has no row-level security; there the queries' own `tenant_id` filters are the only guard,
-which is acceptable for the single-tenant embedded deployment.
+request. The policies bind only a role that is not a superuser, has no BYPASSRLS and owns no table, so the
+services connect as such a role (`aitrading.storage.oltp.roles`, ADR 0015), never as the schema owner.
+SQLite has no row-level security; there the queries' own `tenant_id` filters are the only guard, which is
+acceptable for the single-tenant embedded deployment.
 """
 
 from __future__ import annotations
