@@ -1,18 +1,42 @@
-"""ML service service.
+"""ML service (port 8013): the model registry and inference over HTTP.
 
-Today it runs the standard service shell (health, readiness of its dependencies, metrics, version) so the
-platform starts, deploys and is monitored as a whole; its domain capabilities are listed as planned in
-README.md and arrive with their issues.
+Training runs offline (`aitrading ml train`, see `aitrading.ml.train`) and writes to the registry under
+the platform's data dir; this service reads the registry and serves `aitrading.ml.api`. Loaded models
+keep an LRU of their predictions, so a repeated feature vector costs a dictionary lookup.
 """
 
 from __future__ import annotations
 
-from aitrading.common.service import Service
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from fastapi import Request
+
+from aitrading.common.auth import Principal
+from aitrading.common.service import Check, Service
+from aitrading.ml.api import ModelCache, ml_router
+from aitrading.ml.registry import ModelRegistry
 
 __all__ = ["MLService"]
 
 
 class MLService(Service):
-    """ML service: the service shell with readiness over its dependencies."""
+    """ML: model registry and cached inference."""
 
     name = "ml"
+    capabilities = (
+        "GET /api/v1/ml/models[/{ref}]: registered models with data range, params, metrics, code version",
+        "POST /api/v1/ml/predict: P(up) of a feature vector from a registered model (cached)",
+        "offline: aitrading ml train (purged walk-forward CV with embargo, baseline, calibration)",
+    )
+
+    def __init__(
+        self,
+        checks: dict[str, Check] | None,
+        *,
+        registry_dir: Path,
+        authenticate: Callable[[Request], Awaitable[Principal]],
+    ) -> None:
+        super().__init__(checks)
+        self.models = ModelCache(ModelRegistry(registry_dir))
+        self.add_router(ml_router(self.models, authenticate))

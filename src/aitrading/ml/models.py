@@ -1,0 +1,114 @@
+"""The model kinds the registry knows: gradient-boosted trees from LightGBM and XGBoost.
+
+`make_classifier` builds an untrained estimator with conservative defaults (shallow trees, slow learning,
+subsampling: FX direction has little signal and overfits easily), `save_model` writes its native text
+format (no pickle: an artifact is data, not code), and `load_predictor` reads it back as a function of
+one feature row → probability of class 1, tuned for single-row latency.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from aitrading.common.errors import BadInputError
+
+__all__ = [
+    "ARTIFACT_FILES",
+    "MODEL_KINDS",
+    "ModelKind",
+    "default_params",
+    "load_predictor",
+    "make_classifier",
+    "save_model",
+]
+
+ModelKind = Literal["lightgbm", "xgboost"]
+MODEL_KINDS: tuple[ModelKind, ...] = ("lightgbm", "xgboost")
+ARTIFACT_FILES: Mapping[str, str] = {"lightgbm": "model.lgb.txt", "xgboost": "model.xgb.json"}
+
+Predictor = Callable[[npt.NDArray[np.float64]], float]
+
+
+def default_params(kind: str, seed: int = 7) -> dict[str, Any]:
+    """Return the default hyper-parameters of `kind`."""
+    if kind == "lightgbm":
+        return {
+            "n_estimators": 200,
+            "learning_rate": 0.03,
+            "num_leaves": 15,
+            "min_child_samples": 50,
+            "subsample": 0.8,
+            "subsample_freq": 1,
+            "colsample_bytree": 0.8,
+            "reg_lambda": 1.0,
+            "random_state": seed,
+            "n_jobs": 2,
+            "verbose": -1,
+        }
+    if kind == "xgboost":
+        return {
+            "n_estimators": 200,
+            "learning_rate": 0.03,
+            "max_depth": 3,
+            "min_child_weight": 5.0,
+            "subsample": 0.8,
+            "colsample_bytree": 0.8,
+            "reg_lambda": 1.0,
+            "tree_method": "hist",
+            "random_state": seed,
+            "n_jobs": 2,
+            "eval_metric": "logloss",
+        }
+    raise BadInputError(f"unknown model kind {kind!r}; use one of {', '.join(MODEL_KINDS)}")
+
+
+def make_classifier(kind: str, params: Mapping[str, Any]) -> Any:
+    """Return an untrained scikit-learn compatible classifier of `kind` with `params`."""
+    if kind == "lightgbm":
+        import lightgbm
+
+        return lightgbm.LGBMClassifier(**params)
+    if kind == "xgboost":
+        import xgboost
+
+        return xgboost.XGBClassifier(**params)
+    raise BadInputError(f"unknown model kind {kind!r}; use one of {', '.join(MODEL_KINDS)}")
+
+
+def save_model(kind: str, estimator: Any, directory: Path) -> Path:
+    """Write the trained `estimator` in its library's native format under `directory`; return the path."""
+    path = directory / ARTIFACT_FILES[kind]
+    if kind == "lightgbm":
+        estimator.booster_.save_model(str(path))
+    else:
+        estimator.get_booster().save_model(str(path))
+    return path
+
+
+def load_predictor(kind: str, path: Path) -> Predictor:
+    """Return a single-row predictor (probability of class 1) of the artifact at `path`."""
+    if kind == "lightgbm":
+        import lightgbm
+
+        booster = lightgbm.Booster(model_file=str(path))
+
+        def predict_lgb(row: npt.NDArray[np.float64]) -> float:
+            return float(booster.predict(row.reshape(1, -1), num_threads=1)[0])
+
+        return predict_lgb
+    if kind == "xgboost":
+        import xgboost
+
+        xgb_booster = xgboost.Booster(params={"nthread": 1})
+        xgb_booster.load_model(str(path))
+
+        def predict_xgb(row: npt.NDArray[np.float64]) -> float:
+            return float(xgb_booster.inplace_predict(row.reshape(1, -1))[0])
+
+        return predict_xgb
+    raise BadInputError(f"unknown model kind {kind!r}; use one of {', '.join(MODEL_KINDS)}")
