@@ -2,13 +2,17 @@
 
 Prints, for N orders on one account with limits at every level:
 - the decision path alone (structural + MT5 pre-trade checks + risk limits + state transition), p50/p99 µs;
-- the whole `submit` (decision, order row and audit event written to SQLite, command published on the
-  in-process bus), p50/p99 and orders/s.
-Figures only, never pass/fail. Run: `aitrading bench engine [--orders N]` or `python -m bench.bench_engine`.
+- the whole `submit` (decision, order row and audit event committed to SQLite, command published on the
+  in-process bus), one caller at a time: p50/p99 and orders/s;
+- the same with C concurrent callers (API requests, strategies): p50/p99 per submit, orders/s, and how
+  many transactions the group-commit writer needed.
+Figures only, never pass/fail. Run: `aitrading bench engine [--orders N]` or
+`python -m bench.bench_engine --orders N --concurrency C`.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import statistics
 import tempfile
@@ -40,7 +44,7 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def run(orders: int = 2000) -> dict[str, float]:
+async def run(orders: int = 2000, concurrency: int = 32) -> dict[str, float]:
     clock = LiveClock()
     with tempfile.TemporaryDirectory() as tmp:
         db = Database(f"sqlite+aiosqlite:///{Path(tmp) / 'bench.sqlite'}", clock=clock, migrate_on_start=True)
@@ -133,6 +137,23 @@ async def run(orders: int = 2000) -> dict[str, float]:
             full.append((time.perf_counter_ns() - t0) / 1000)
             assert not result.denied, result
         elapsed = time.perf_counter() - started
+        writer = getattr(engine, "_writer", None)
+        batches_before = getattr(writer, "batches", 0)
+        many: list[float] = []
+
+        async def caller(n: int) -> None:
+            for _ in range(n):
+                req = request()
+                t0 = time.perf_counter_ns()
+                result = await engine.submit(req, "bench")
+                many.append((time.perf_counter_ns() - t0) / 1000)
+                assert not result.denied, result
+
+        started = time.perf_counter()
+        share, extra = divmod(orders, concurrency)
+        await asyncio.gather(*(caller(share + (1 if i < extra else 0)) for i in range(concurrency)))
+        elapsed_many = time.perf_counter() - started
+        batches = getattr(writer, "batches", 0) - batches_before
         await engine.stop()
         await bus.close()
         await db.stop()
@@ -142,11 +163,15 @@ async def run(orders: int = 2000) -> dict[str, float]:
         "submit_p50_us": statistics.median(full),
         "submit_p99_us": _pct(full, 0.99),
         "orders_per_s": orders / elapsed,
+        "many_p50_us": statistics.median(many),
+        "many_p99_us": _pct(many, 0.99),
+        "many_orders_per_s": orders / elapsed_many,
+        "many_transactions": float(batches),
     }
 
 
-def main(orders: int = 2000) -> dict[str, float]:
-    figures = asyncio.run(run(orders))
+def main(orders: int = 2000, concurrency: int = 32) -> dict[str, float]:
+    figures = asyncio.run(run(orders, concurrency))
     print(f"engine hot path, {orders} orders, limits at tenant and account level")
     print(
         f"  risk check + pre-trade checks + order state: p50 {figures['decide_p50_us']:.1f} µs, "
@@ -157,8 +182,18 @@ def main(orders: int = 2000) -> dict[str, float]:
         f"p50 {figures['submit_p50_us']:.0f} µs, "
         f"p99 {figures['submit_p99_us']:.0f} µs, {figures['orders_per_s']:.0f} orders/s"
     )
+    tx = figures["many_transactions"]
+    batching = f", {tx:.0f} transactions (group commit)" if tx else ""
+    print(
+        f"  whole submit, {concurrency} concurrent callers: p50 {figures['many_p50_us']:.0f} µs, "
+        f"p99 {figures['many_p99_us']:.0f} µs, {figures['many_orders_per_s']:.0f} orders/s{batching}"
+    )
     return figures
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--orders", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    args = parser.parse_args()
+    main(args.orders, args.concurrency)

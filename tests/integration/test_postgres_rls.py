@@ -420,3 +420,17 @@ async def test_device_registration_and_authentication_work_as_the_app_role(db: D
     async with db.session(tenant_id=b.id) as s:
         seen = list((await s.execute(sa.text("SELECT device_id FROM devices"))).scalars())
     assert seen == ["pc-b"]
+
+
+async def test_the_engine_finds_every_tenant_with_accounts_after_a_restart_as_the_app_role(
+    db: Database, fresh_postgres_db: str
+) -> None:
+    # The engine reloads its books per tenant at start; a query across tenants would see no account at all.
+    from aitrading.common.clock import TestClock
+    from aitrading.engine.store import EngineStore
+
+    a, b, _ = await seed(fresh_postgres_db)
+    async with db.session() as s:
+        await ensure_tenant(s, "tenant-c-no-accounts", "C")
+    found = await EngineStore(db, TestClock()).tenants_with_accounts()
+    assert sorted(found) == sorted([str(a), str(b)])

@@ -20,7 +20,9 @@ If the terminal cannot be asked (a lookup returns None with an error), the execu
 answers nothing: the command stays where it was in the journal and the engine's resend tries again.
 
 After every execution, and every `snapshot_interval_s`, the executor sends an `AccountSnapshot` per
-account (account, positions, pending orders, deals of the last `deals_window_s`).
+account (account, positions, pending orders, deals of the last `deals_window_s`). After connecting, and when
+the engine asks (`SpecsRequest`), it sends `SymbolSpecs`: the terminal's `symbol_info` of the symbols the
+account trades.
 
 Terminal calls block (IPC to the terminal, a round trip to the trade server), so each account gets its
 own one-thread executor: an order never waits behind tick polling, ticks never wait behind an order,
@@ -55,6 +57,7 @@ from aitrading.agent.trading import (
     pending_from_mt5,
     position_from_mt5,
     request_dict,
+    spec_from_mt5,
 )
 from aitrading.common import metrics
 from aitrading.common.bus.codec import Message
@@ -62,7 +65,7 @@ from aitrading.common.clock import Clock
 from aitrading.model.commands import OrderRequest, TradeCommand, request_problems
 from aitrading.model.ids import AccountId, TenantId
 from aitrading.model.values import price_raw, volume_raw
-from aitrading.model.wire import AccountSnapshot, OrderReport, ReportAck
+from aitrading.model.wire import AccountSnapshot, OrderReport, ReportAck, SpecsRequest, SymbolSpecs
 
 __all__ = [
     "CRASH_ENV",
@@ -104,6 +107,8 @@ class TradingAccount:
     account: AccountId
     feed: str
     terminal: TradingTerminal
+    symbols: tuple[str, ...] = ()
+    """The symbols it trades, whose specs the agent reports (empty: the terminal's visible symbols)."""
 
 
 @dataclass
@@ -265,6 +270,31 @@ class OrderExecutor:
             ),
         )
 
+    def symbol_specs(self, account: str, symbols: Sequence[str] = ()) -> SymbolSpecs | None:
+        """Return the terminal's specs of `symbols` (default: those the account trades), None if it has none.
+
+        Symbols the terminal does not know are left out; a terminal without `symbol_info` reports nothing.
+        """
+        acct = self.accounts[account]
+        symbol_info = getattr(acct.terminal, "symbol_info", None)
+        if not self.tenant or symbol_info is None:
+            return None
+        names = list(symbols) or list(acct.symbols) or _visible_symbols(acct.terminal)
+        specs = []
+        for name in dict.fromkeys(names):
+            info = symbol_info(name)
+            if info is None:
+                continue
+            try:
+                specs.append(spec_from_mt5(info))
+            except (AttributeError, TypeError, ValueError) as exc:  # a field the terminal left out
+                _log.warning("symbol_spec_unreadable", account=account, symbol=name, error=str(exc))
+        if not specs:
+            return None
+        return SymbolSpecs(
+            tenant=TenantId(self.tenant), account=acct.account, ts_ns=self._clock.now_ns(), specs=specs
+        )
+
     # -- async facade -------------------------------------------------------------------------------
 
     async def start(self) -> list[OrderReport]:
@@ -320,6 +350,21 @@ class OrderExecutor:
                 return  # the link dropped again; the next connect resends
         for account in self.accounts:
             await self.send_snapshot(account)
+        for account in self.accounts:
+            await self.send_specs(account)
+
+    async def send_specs(self, account: str, symbols: Sequence[str] = ()) -> bool:
+        """Read and send the account's symbol specs; return whether they went out."""
+        if self.send is None or not self.tenant:
+            return False
+        specs = await self._on_thread(account, self.symbol_specs, account, symbols)
+        return specs is not None and await self.send(specs)
+
+    async def on_specs_request(self, ask: SpecsRequest) -> bool:
+        """Answer the engine's `SpecsRequest` for one of this agent's accounts; return whether it went out."""
+        if ask.account not in self.accounts or (self.tenant and ask.tenant != self.tenant):
+            return False
+        return await self.send_specs(ask.account, ask.symbols)
 
     async def send_snapshot(self, account: str) -> bool:
         """Take and send a snapshot of `account`; return whether it went out."""
@@ -418,6 +463,12 @@ class OrderExecutor:
             retcode_external=int(result.retcode_external),
             deals=self._lookups[acct.account].deals_of(order) if order else [],
         )
+
+
+def _visible_symbols(terminal: Any) -> list[str]:
+    symbols_get = getattr(terminal, "symbols_get", None)
+    infos = symbols_get() if symbols_get is not None else None
+    return [str(s.name) for s in infos or () if getattr(s, "visible", True)]
 
 
 def _failure(req: OrderRequest, retcode: int, comment: str, now_ns: int) -> OrderReport:

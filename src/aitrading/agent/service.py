@@ -46,7 +46,7 @@ from aitrading.common.errors import ConfigError
 from aitrading.common.lifecycle import Component
 from aitrading.model.commands import TradeCommand
 from aitrading.model.ids import AccountId, account_id
-from aitrading.model.wire import BridgeWelcome, ReportAck
+from aitrading.model.wire import BridgeWelcome, ReportAck, SpecsRequest
 
 __all__ = ["Agent", "TerminalFeed"]
 
@@ -258,7 +258,7 @@ class Agent(Component):
                     hint="it streams only; give it its own account id to trade on it",
                 )
                 continue
-            accounts.append(TradingAccount(AccountId(account), feed.feed, term))
+            accounts.append(TradingAccount(AccountId(account), feed.feed, term, feed.symbols))
         return accounts
 
     async def _on_stop(self) -> None:
@@ -385,6 +385,8 @@ class Agent(Component):
             self._spawn(executor.submit(msg), f"agent-order-{msg.request.client_order_id}")
         elif isinstance(msg, ReportAck):
             self._spawn(executor.acked(msg), "agent-report-ack")
+        elif isinstance(msg, SpecsRequest):
+            self._spawn(executor.on_specs_request(msg), "agent-symbol-specs")
 
     async def _send_to_bridge(self, msg: Message) -> bool:
         return self.client is not None and await self.client.send_message(msg)

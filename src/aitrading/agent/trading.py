@@ -18,6 +18,7 @@ from aitrading.model.commands import OrderRequest
 from aitrading.model.deals import Deal
 from aitrading.model.enums import DealEntry, DealType, MarginMode, OrderState, OrderTime, Side, TradeAction
 from aitrading.model.positions import Position
+from aitrading.model.symbols import SymbolSpec
 from aitrading.model.values import money, price_float, price_raw, volume_float, volume_raw
 from aitrading.model.wire import PendingOrder
 
@@ -37,6 +38,7 @@ __all__ = [
     "pending_from_mt5",
     "position_from_mt5",
     "request_dict",
+    "spec_from_mt5",
 ]
 
 # MT5's TRADE_RETCODE_* (aitrading.mt5.constants has them all; importing it would load the simulator).
@@ -216,6 +218,29 @@ def account_state_from_mt5(info: Any) -> AccountState:
         credit=repr(float(info.credit)),
         floating=repr(float(info.profit)),
         margin=repr(float(info.margin)),
+    )
+
+
+def spec_from_mt5(info: Any) -> SymbolSpec:
+    """Return the model `SymbolSpec` of an MT5 `SymbolInfo` (volumes raw, contract size and swaps exact)."""
+    return SymbolSpec(
+        name=str(info.name),
+        description=str(getattr(info, "description", "")),
+        digits=int(info.digits),
+        contract_size=Decimal(repr(float(info.trade_contract_size))),
+        volume_min=volume_raw(float(info.volume_min)),
+        volume_max=volume_raw(float(info.volume_max)),
+        volume_step=volume_raw(float(info.volume_step)),
+        stops_level=int(info.trade_stops_level),
+        freeze_level=int(info.trade_freeze_level),
+        currency_base=str(info.currency_base),
+        currency_profit=str(info.currency_profit),
+        currency_margin=str(info.currency_margin),
+        trade_calc_mode=int(info.trade_calc_mode),
+        swap_long=Decimal(repr(float(info.swap_long))),
+        swap_short=Decimal(repr(float(info.swap_short))),
+        typical_spread=int(getattr(info, "spread", 10)),
+        path=str(getattr(info, "path", "")),
     )
 
 

@@ -3,7 +3,8 @@
 An agent declares in its hello the accounts it executes for. For each, while it is connected, the bridge
 subscribes `ord.cmd.<tenant>.<account>` and forwards every `TradeCommand` whose own tenant and account
 match to that agent's WebSocket; it publishes the agent's `OrderReport`s on `ord.rpt.<tenant>.<account>`
-(answering `ReportAck` once the bus took it) and its `AccountSnapshot`s on `acct.snap.<tenant>.<account>`;
+(answering `ReportAck` once the bus took it), its `AccountSnapshot`s on `acct.snap.<tenant>.<account>` and
+its `SymbolSpecs` on `acct.specs.<tenant>.<account>` (forwarding the engine's `SpecsRequest` the other way);
 and it announces `AgentPresence` on `agent.presence.<tenant>` when the accounts come online and go
 offline, so the engine knows when to resend the commands it has not heard back about.
 
@@ -36,7 +37,16 @@ from aitrading.model.ids import (
     order_report_subject,
     tenant_id,
 )
-from aitrading.model.wire import AccountSnapshot, AgentPresence, OrderReport, ReportAck
+from aitrading.model.wire import (
+    AccountSnapshot,
+    AgentPresence,
+    OrderReport,
+    ReportAck,
+    SpecsRequest,
+    SymbolSpecs,
+    specs_request_subject,
+    symbol_specs_subject,
+)
 
 __all__ = ["CONFLICT_CLOSE_CODE", "AccountConflict", "AgentLink", "OrderRouter"]
 
@@ -141,6 +151,8 @@ class OrderRouter:
         for account in sorted(link.owned):
             subject = order_command_subject(link.tenant, account)
             link.subscriptions.append(await self._bus.subscribe(subject, self._forwarder(link, account)))
+            ask = specs_request_subject(link.tenant, account)
+            link.subscriptions.append(await self._bus.subscribe(ask, self._forwarder(link, account)))
         link.opened = True
         ONLINE.set(len(self._owners))
         await self._presence(link, sorted(link.owned), online=True)
@@ -175,6 +187,13 @@ class OrderRouter:
         SNAPSHOTS.inc()
         return True
 
+    async def specs(self, link: AgentLink, msg: SymbolSpecs) -> bool:
+        """Publish the terminal's symbol specs on `acct.specs`; return False if they were refused."""
+        if not self._check(link, "specs", msg.tenant, msg.account):
+            return False
+        await self._bus.publish(symbol_specs_subject(msg.tenant, msg.account), msg)
+        return True
+
     def owner(self, tenant: str, account: str) -> AgentLink | None:
         """Return the connection serving `account` of `tenant`, if any."""
         return self._owners.get((tenant, account))
@@ -200,7 +219,11 @@ class OrderRouter:
 
     def _forwarder(self, link: AgentLink, account: str) -> Callable[[str, Message], Awaitable[None]]:
         async def forward(subject: str, msg: Message) -> None:
-            if not isinstance(msg, TradeCommand) or msg.tenant != link.tenant or msg.account != account:
+            if (
+                not isinstance(msg, TradeCommand | SpecsRequest)
+                or msg.tenant != link.tenant
+                or msg.account != account
+            ):
                 REJECTED.labels("command", "subject_mismatch").inc()
                 _log.warning("command_rejected", subject=subject, type=type(msg).__name__)
                 return
@@ -210,9 +233,8 @@ class OrderRouter:
                 await link.send(encode(msg))
             except Exception as exc:  # the socket died under us: the engine resends on presence
                 UNDELIVERED.inc()
-                _log.warning(
-                    "command_undelivered", client_order_id=msg.request.client_order_id, error=repr(exc)
-                )
+                what = msg.request.client_order_id if isinstance(msg, TradeCommand) else "symbol specs"
+                _log.warning("command_undelivered", client_order_id=what, error=repr(exc))
                 return
             FORWARDED.inc()
 
@@ -227,5 +249,6 @@ class OrderRouter:
             accounts=accounts,
             online=online,
             ts_ns=self._clock.now_ns(),
+            feeds={a: link.accounts[a] for a in accounts if a in link.accounts},
         )
         await self._bus.publish(agent_presence_subject(link.tenant), msg)

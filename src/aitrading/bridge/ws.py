@@ -35,6 +35,7 @@ from aitrading.model.wire import (
     BridgeError,
     BridgeWelcome,
     OrderReport,
+    SymbolSpecs,
     TickBatchFrame,
 )
 
@@ -195,7 +196,7 @@ class AgentEndpoint:
                 frame = decode(raw)
             except (KeyError, msgspec.DecodeError, ValueError) as exc:
                 raise _Close(1003, "malformed", f"frame does not decode: {str(exc)[:120]}") from None
-            if isinstance(frame, OrderReport | AccountSnapshot):
+            if isinstance(frame, OrderReport | AccountSnapshot | SymbolSpecs):
                 await self._order_frame(link, frame)
                 continue
             if not isinstance(frame, TickBatchFrame):
@@ -209,14 +210,18 @@ class AgentEndpoint:
             accepted, rejected = self._validator.validate(frame.feed, frame.ticks)
             await self._pipeline.submit(frame.src, frame.seq, frame.feed, accepted, rejected, ack)
 
-    async def _order_frame(self, link: AgentLink | None, frame: OrderReport | AccountSnapshot) -> None:
+    async def _order_frame(
+        self, link: AgentLink | None, frame: OrderReport | AccountSnapshot | SymbolSpecs
+    ) -> None:
         if self._orders is None:
             raise _Close(1008, "protocol", "this bridge does not route orders")
         if link is None:  # the connection declared no accounts
-            kind = "report" if isinstance(frame, OrderReport) else "snapshot"
+            kind = {OrderReport: "report", AccountSnapshot: "snapshot"}.get(type(frame), "specs")
             self._orders.reject(kind, frame.tenant, frame.account)
         elif isinstance(frame, OrderReport):
             await self._orders.report(link, frame)
+        elif isinstance(frame, SymbolSpecs):
+            await self._orders.specs(link, frame)
         else:
             await self._orders.snapshot(link, frame)
 

@@ -33,6 +33,7 @@ from aitrading.engine.schemas import (
     OrderModify,
     OrderPublic,
     PositionClose,
+    PositionCloseBy,
     PositionPublic,
     RiskStateUpdate,
     SubmitPublic,
@@ -242,6 +243,36 @@ def engine_router(  # noqa: PLR0915  # one small closure per route
             comment=coid,
         )
         return await submit(req, principal)
+
+    @router.post(
+        "/accounts/{account}/positions/{identifier}/close-by",
+        status_code=202,
+        response_model=SubmitPublic,
+        responses={422: {"model": SubmitPublic, "description": "refused: MT5 retcode and reason"}},
+        summary="Close a position by an opposite one (hedging accounts)",
+    )
+    async def close_by(
+        account: str, identifier: int, body: PositionCloseBy, principal: Trader
+    ) -> JSONResponse:
+        book = book_of(principal, account)
+        position = book.positions.get(identifier)
+        if position is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no open position {identifier}")
+        coid = ids()
+        req = OrderRequest(
+            client_order_id=coid,
+            tenant=book.tenant,
+            account=book.account,
+            ts_ns=clock.now_ns(),
+            symbol=position.symbol,
+            action=TradeAction.CLOSE_BY,
+            type=OrderType.CLOSE_BY,
+            position=position.ticket,
+            position_by=body.by,
+            magic=body.magic,
+            comment=coid,
+        )
+        return await submit(req, principal)  # the engine refuses netting accounts and unknown positions
 
     @router.get("/risk/limits", summary="Risk limits of the tenant, its accounts and strategies")
     async def get_limits(principal: Reader) -> list[dict[str, Any]]:

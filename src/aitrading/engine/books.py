@@ -64,10 +64,13 @@ def account_profit_fn(
 class AccountBook:
     """Orders, deals, positions and money of one account, as the engine knows them."""
 
+    feed_generation = 0
+    """Bumped whenever any book's feed changes, so indexes of books by feed know to rebuild."""
+
     def __init__(self, tenant: TenantId, account: AccountId, feed: str, state: AccountState) -> None:
         self.tenant = tenant
         self.account = account
-        self.feed = feed
+        self._feed = feed
         self.state = state
         self.positions: dict[int, Position] = {}
         self.orders: dict[ClientOrderId, Order] = {}
@@ -80,6 +83,17 @@ class AccountBook:
         self.day_start_equity = state.equity
         self.recent_orders: collections.deque[int] = collections.deque()
         self.online = False
+
+    @property
+    def feed(self) -> str:
+        """The feed (broker server) of the account's terminal: its ticks value the positions."""
+        return self._feed
+
+    @feed.setter
+    def feed(self, feed: str) -> None:
+        if feed != self._feed:
+            self._feed = feed
+            AccountBook.feed_generation += 1
 
     @property
     def hedging(self) -> bool:

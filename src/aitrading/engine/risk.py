@@ -121,10 +121,11 @@ class RiskEngine:
                 "reducing_only", f"the account only reduces risk: {book.risk_reason}", RiskScope.ACCOUNT
             )
         now = self._clock.now_ns()
+        gross: dict[int, Decimal] = {}  # the same order's exposure is valued once for every level
         for key, limits in levels:
             denial = self._rate(key, limits, now)
             if denial is None and not reducing and req.action in (TradeAction.DEAL, TradeAction.PENDING):
-                denial = self._new_risk(req, book, tick, limits, notional, now)
+                denial = self._new_risk(req, book, tick, limits, notional, now, gross)
             if denial is not None:
                 return RiskDenial(denial[0], denial[1], key[0])
         return None
@@ -155,6 +156,7 @@ class RiskEngine:
         limits: RiskLimits,
         notional: NotionalFn,
         now: int,
+        gross_at: dict[int, Decimal],
     ) -> tuple[str, str] | None:
         if limits.trading_windows is not None:
             weekday = (now // _NS_PER_DAY + 3) % 7  # 1970-01-01 was a Thursday
@@ -186,7 +188,7 @@ class RiskEngine:
         price = req.price or (0 if tick is None else side.entry_price(tick.bid, tick.ask))
         if limits.max_gross_exposure is not None and price:
             try:
-                gross = self._gross(req, book, notional, price)
+                gross = self._gross(req, book, notional, price, gross_at)
             except ValueError as exc:
                 return "no_conversion_rate", f"gross exposure cannot be valued: {exc}"
             if gross > limits.max_gross_exposure:
@@ -206,11 +208,16 @@ class RiskEngine:
         return None
 
     @staticmethod
-    def _gross(req: OrderRequest, book: AccountBook, notional: NotionalFn, price: int) -> Decimal:
+    def _gross(
+        req: OrderRequest, book: AccountBook, notional: NotionalFn, price: int, memo: dict[int, Decimal]
+    ) -> Decimal:
+        if price in memo:
+            return memo[price]
         held = (
             notional(p.symbol, p.volume, p.price_current or p.price_open_raw) for p in book.positions.values()
         )
-        return sum(held, Decimal(0)) + notional(req.symbol, req.volume, price)
+        memo[price] = gross = sum(held, Decimal(0)) + notional(req.symbol, req.volume, price)
+        return gross
 
     def evaluate(self, book: AccountBook) -> AccountRiskStateChanged | None:
         """Update `book`'s day, peak and risk state from its equity; return the event if the state changed."""

@@ -76,6 +76,13 @@ class PositionClose(BaseModel):
     volume: Decimal | None = Field(default=None, gt=0)
 
 
+class PositionCloseBy(BaseModel):
+    """Close a position by an opposite one of the same symbol (hedging accounts; MT5's CLOSE_BY)."""
+
+    by: int = Field(gt=0, description="the opposite position (`position_by`)")
+    magic: int = Field(default=0, ge=0)
+
+
 class RiskStateUpdate(BaseModel):
     """Halt an account, make it reduce-only, or lift that."""
 

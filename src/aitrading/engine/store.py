@@ -8,22 +8,24 @@ query columns, so a restart reloads exactly what was booked.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import msgspec
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from aitrading.common.clock import Clock
 from aitrading.engine.limits import RiskLimits, RiskScope, RiskState
 from aitrading.model.accounts import AccountState
+from aitrading.model.commands import OrderRequest
 from aitrading.model.deals import Deal
 from aitrading.model.enums import DealEntry, DealType, MarginMode
 from aitrading.model.ids import AccountId, TenantId
 from aitrading.model.orders import Order
 from aitrading.model.positions import Position
-from aitrading.storage.oltp import Database
+from aitrading.storage.oltp import Database, Tenant
 from aitrading.storage.oltp.models_trading import DealRow, OrderRow, PositionRow, RiskLimitRow, TradingAccount
 
 __all__ = ["EngineStore", "StoredAccount"]
@@ -43,6 +45,8 @@ class StoredAccount:
     risk_reason: str
     peak_equity: object
     orders: list[Order] = field(default_factory=list)
+    requests: dict[str, OrderRequest] = field(default_factory=dict)
+    """The requests behind the working orders, by client order id (for sending them again)."""
     deals: list[Deal] = field(default_factory=list)
     positions: list[Position] = field(default_factory=list)
 
@@ -53,6 +57,11 @@ class EngineStore:
     def __init__(self, db: Database, clock: Clock) -> None:
         self._db = db
         self._clock = clock
+
+    @property
+    def db(self) -> Database:
+        """The database the books live in."""
+        return self._db
 
     def _now(self) -> datetime:
         return self._clock.utcnow()
@@ -98,36 +107,59 @@ class EngineStore:
                 for key, value in values.items():
                     setattr(row, key, value)
 
-    async def save_order(self, order: Order) -> None:
-        """Insert or update one order (by tenant and client order id)."""
+    async def save_order(self, order: Order, request: OrderRequest | None = None) -> None:
+        """Insert or update one order (by tenant and client order id), with the request behind it."""
         tid = uuid.UUID(order.tenant)
-        values = {
-            "account": order.account,
-            "strategy": order.strategy,
-            "symbol": order.symbol,
-            "type": int(order.type),
-            "state": int(order.state),
-            "volume": order.volume,
-            "volume_filled": order.volume_filled,
-            "price": order.price,
-            "ticket": order.ticket,
-            "retcode": order.retcode,
-            "reason": order.reason,
-            "data": _json.encode(order).decode(),
-            "updated_at": self._now(),
-        }
         async with self._db.session(tid) as session:
-            row = await session.scalar(
+            await self.save_orders_in(session, tid, [order], [request])
+
+    async def save_orders_in(
+        self,
+        session: AsyncSession,
+        tenant: uuid.UUID,
+        orders: Sequence[Order],
+        requests: Sequence[OrderRequest | None] | None = None,
+    ) -> None:
+        """Insert or update `orders` of `tenant` (by client order id) inside the caller's transaction.
+
+        `requests[i]`, when given, is stored with `orders[i]` so that the command can be sent again after a
+        restart (MODIFY and REMOVE cannot be rebuilt from the order they track).
+        """
+        if not orders:
+            return
+        reqs = list(requests) if requests is not None else [None] * len(orders)
+        now = self._now()
+        rows = {
+            row.client_order_id: row
+            for row in await session.scalars(
                 sa.select(OrderRow).where(
-                    OrderRow.tenant_id == tid, OrderRow.client_order_id == order.client_order_id
+                    OrderRow.tenant_id == tenant,
+                    OrderRow.client_order_id.in_([o.client_order_id for o in orders]),
                 )
             )
+        }
+        for order, request in zip(orders, reqs, strict=True):
+            values = {
+                "account": order.account,
+                "strategy": order.strategy,
+                "symbol": order.symbol,
+                "type": int(order.type),
+                "state": int(order.state),
+                "volume": order.volume,
+                "volume_filled": order.volume_filled,
+                "price": order.price,
+                "ticket": order.ticket,
+                "retcode": order.retcode,
+                "reason": order.reason,
+                "data": _order_data(order, request),
+                "updated_at": now,
+            }
+            row = rows.get(order.client_order_id)
             if row is None:
-                session.add(
-                    OrderRow(
-                        tenant_id=tid, client_order_id=order.client_order_id, created_at=self._now(), **values
-                    )
+                row = rows[order.client_order_id] = OrderRow(
+                    tenant_id=tenant, client_order_id=order.client_order_id, created_at=now, **values
                 )
+                session.add(row)
             else:
                 for key, value in values.items():
                     setattr(row, key, value)
@@ -267,7 +299,11 @@ class EngineStore:
             for order_row in await session.scalars(sa.select(OrderRow).where(OrderRow.tenant_id == tid)):
                 stored = by_account.get(AccountId(order_row.account))
                 if stored is not None:
-                    stored.orders.append(msgspec.json.decode(order_row.data, type=Order))
+                    order = msgspec.json.decode(order_row.data, type=Order)
+                    stored.orders.append(order)
+                    request = msgspec.json.decode(order_row.data, type=_RequestOf).request
+                    if request is not None and not order.is_terminal:
+                        stored.requests[order.client_order_id] = request
             for deal_row in await session.scalars(
                 sa.select(DealRow).where(DealRow.tenant_id == tid).order_by(DealRow.time_ns, DealRow.ticket)
             ):
@@ -285,10 +321,34 @@ class EngineStore:
         return out, limits
 
     async def tenants_with_accounts(self) -> list[TenantId]:
-        """Return every tenant that has trading accounts (needs a connection that sees all tenants)."""
+        """Return every tenant that has trading accounts.
+
+        Tenants are listed first (that table has no row-level security), then each is asked inside its own
+        transaction: as the app role (ADR 0015) a query across tenants sees no trading account at all.
+        """
         async with self._db.session() as session:
-            rows = await session.scalars(sa.select(TradingAccount.tenant_id).distinct())
-            return [TenantId(str(t)) for t in rows]
+            tenants = list(await session.scalars(sa.select(Tenant.id)))
+        found: list[TenantId] = []
+        for tenant in tenants:
+            async with self._db.session(tenant) as session:
+                if await session.scalar(sa.select(TradingAccount.id).limit(1)) is not None:
+                    found.append(TenantId(str(tenant)))
+        return found
+
+
+class _RequestOf(msgspec.Struct):
+    """The request stored next to an order's fields in `OrderRow.data` (absent in rows before it was)."""
+
+    request: OrderRequest | None = None
+
+
+def _order_data(order: Order, request: OrderRequest | None) -> str:
+    """Return the order as a JSON object, with its request as one more member when there is one."""
+    text = _json.encode(order).decode()
+    if request is None:
+        return text
+    # The Order's own object, closed one member later: decoding it as an `Order` ignores `request`.
+    return f'{text[:-1]},"request":{_json.encode(request).decode()}}}'
 
 
 def _deal(row: DealRow) -> Deal:

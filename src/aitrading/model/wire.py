@@ -12,6 +12,12 @@ names the trading accounts the agent executes for; the bridge forwards each `Tra
 `order_send` answered, or what it found in the terminal's history when the command had already been sent
 before a crash) and, from time to time and after every execution, an `AccountSnapshot` (account, open
 positions, pending orders, recent deals) that the engine reconciles against its own books.
+
+Symbol specs come from the terminals too: after connecting, and whenever the engine asks with a
+`SpecsRequest` on `acct.specs.ask.<tenant>.<account>` (forwarded like commands), the agent sends
+`SymbolSpecs` with its terminal's `symbol_info` of the symbols the account trades; the bridge publishes them
+on `acct.specs.<tenant>.<account>` (`symbol_specs_subject`) and the engine prices and checks that account's
+orders with them.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from aitrading.model.deals import Deal
 from aitrading.model.ids import AccountId, ClientOrderId, TenantId
 from aitrading.model.market import Tick
 from aitrading.model.positions import Position
+from aitrading.model.symbols import SymbolSpec
 
 __all__ = [
     "AccountSnapshot",
@@ -35,7 +42,11 @@ __all__ = [
     "OrderReport",
     "PendingOrder",
     "ReportAck",
+    "SpecsRequest",
+    "SymbolSpecs",
     "TickBatchFrame",
+    "specs_request_subject",
+    "symbol_specs_subject",
 ]
 
 PROTOCOL_VERSION = 1
@@ -173,3 +184,37 @@ class AgentPresence(Message, frozen=True):
     ts_ns: int
     feeds: dict[str, str] = msgspec.field(default_factory=dict)
     """Account id → the feed (broker server) of its terminal, as the agent declared in `AgentHello`."""
+
+
+class SymbolSpecs(Message, frozen=True):
+    """Agent → bridge → bus (`acct.specs.<tenant>.<account>`): the account's terminal's symbol specs.
+
+    `specs` are the terminal's `symbol_info` (contract size, digits, volume limits and step, stops and
+    freeze levels, currencies, swaps) of the symbols the account trades; `ts_ns` is when the agent read them.
+    """
+
+    tenant: TenantId
+    account: AccountId
+    ts_ns: int
+    specs: list[SymbolSpec]
+
+
+class SpecsRequest(Message, frozen=True):
+    """Engine → `acct.specs.ask.<tenant>.<account>` → bridge → agent: send the account's `SymbolSpecs` again.
+
+    `symbols` names what to send; empty means every symbol the account trades.
+    """
+
+    tenant: TenantId
+    account: AccountId
+    symbols: list[str] = msgspec.field(default_factory=list)
+
+
+def symbol_specs_subject(tenant: str, account: str) -> str:
+    """Return the subject an account's `SymbolSpecs` are published on."""
+    return f"acct.specs.{tenant}.{account}"
+
+
+def specs_request_subject(tenant: str, account: str) -> str:
+    """Return the subject on which the engine asks an account's agent for its `SymbolSpecs`."""
+    return f"acct.specs.ask.{tenant}.{account}"

@@ -266,6 +266,19 @@ async def test_presence_goes_online_on_connect_and_offline_on_disconnect(bridge:
     ]
 
 
+async def test_presence_names_the_feed_each_account_declared_so_the_engine_can_quote_it(
+    bridge: Bridge,
+) -> None:
+    ws, welcome = await agent(bridge.url, "dev-a", {"ACC1": "SIM", "ACC2": "Broker-Live"})
+    assert isinstance(welcome, BridgeWelcome), welcome
+    subject = agent_presence_subject("tenant-1")
+    await wait_for(lambda: len(on(bridge, subject)) == 1, "online presence")
+    await ws.close()
+    await wait_for(lambda: len(on(bridge, subject)) == 2, "offline presence")
+    feeds = [m.feeds for _, m in on(bridge, subject) if isinstance(m, AgentPresence)]
+    assert feeds == [{"ACC1": "SIM", "ACC2": "Broker-Live"}] * 2
+
+
 async def test_another_device_declaring_a_served_account_is_refused_with_4409(bridge: Bridge) -> None:
     a = await online(bridge.url, "dev-a", "ACC1")
     b, answer = await agent(bridge.url, "dev-b", {"ACC1": "SIM"})

@@ -92,3 +92,17 @@ async def test_risk_limits_are_set_through_the_api(api: tuple[Rig, httpx.AsyncCl
     assert denied.json()["reason"] == "kill_switch"
     listed = (await client.get("/api/v1/risk/limits", headers=trader)).json()
     assert listed == [{"scope": "account", "scope_id": ACCOUNT, "limits": {"kill_switch": True}}]
+
+
+async def test_close_by_needs_an_open_position_and_a_trading_role(
+    api: tuple[Rig, httpx.AsyncClient, TokenService],
+) -> None:
+    rig, client, tokens = api
+    path = f"/api/v1/accounts/{ACCOUNT}/positions/9001/close-by"
+    analyst = auth(tokens, rig.tenant, "analyst")
+    trader = auth(tokens, rig.tenant, "portfolio_manager")
+    assert (await client.post(path, json={"by": 9002}, headers=analyst)).status_code == 403
+    missing = await client.post(path, json={"by": 9002}, headers=trader)
+    assert missing.status_code == 404
+    assert "9001" in missing.json()["detail"]
+    assert (await client.post(path, json={"by": 0}, headers=trader)).status_code == 422

@@ -68,7 +68,7 @@ async def test_bad_requests_get_mt5_retcodes_and_an_audited_denial(
     assert result.order.state is OrderState.REJECTED
     denied = rig.of(OrderDenied)
     assert len(denied) == 1
-    assert denied[0].reason == reason
+    assert denied[0].reason == reason  # type: ignore[attr-defined]
     assert not [m for _, m in rig.seen if isinstance(m, TradeCommand)]
     assert (await rig.kinds())[-1] == "order.denied"
 

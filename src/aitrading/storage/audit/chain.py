@@ -21,7 +21,7 @@ import asyncio
 import hashlib
 import json
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -212,6 +212,18 @@ def _record(row: AuditEvent) -> AuditRecord:
     )
 
 
+def _validated(actor: str, kind: str, payload: Mapping[str, Any]) -> str:
+    """Check an event's actor and kind and return its payload as canonical JSON; raise `BadInputError`."""
+    if not kind or len(kind) > MAX_KIND_LEN:
+        raise BadInputError(f"audit kind must be 1-{MAX_KIND_LEN} characters, got {kind!r}")
+    if not actor or len(actor) > MAX_ACTOR_LEN:
+        raise BadInputError(f"audit actor must be 1-{MAX_ACTOR_LEN} characters, got {actor!r}")
+    try:
+        return canonical_json(dict(payload))
+    except (TypeError, ValueError) as exc:
+        raise BadInputError(f"audit payload is not canonical JSON: {exc}") from exc
+
+
 def _as_uuid(tenant_id: uuid.UUID | str) -> uuid.UUID:
     return tenant_id if isinstance(tenant_id, uuid.UUID) else uuid.UUID(tenant_id)
 
@@ -244,39 +256,79 @@ class AuditLog:
     ) -> AuditRecord:
         """Append one event to the tenant's chain and return it as stored."""
         tid = _as_uuid(tenant_id)
-        if not kind or len(kind) > MAX_KIND_LEN:
-            raise BadInputError(f"audit kind must be 1-{MAX_KIND_LEN} characters, got {kind!r}")
-        if not actor or len(actor) > MAX_ACTOR_LEN:
-            raise BadInputError(f"audit actor must be 1-{MAX_ACTOR_LEN} characters, got {actor!r}")
-        try:
-            payload_text = canonical_json(dict(payload))
-        except (TypeError, ValueError) as exc:
-            raise BadInputError(f"audit payload is not canonical JSON: {exc}") from exc
+        payload_text = _validated(actor, kind, payload)
         async with self.local_lock(tid), self._db.session(tid) as session:
-            await lock_tenant_chain(session, tid)
-            last = (
-                await session.execute(
-                    sa.select(AuditEvent.seq, AuditEvent.hash)
-                    .where(AuditEvent.tenant_id == tid)
-                    .order_by(AuditEvent.seq.desc())
-                    .limit(1)
-                )
-            ).first()
-            seq, prev_hash = (1, GENESIS_HASH) if last is None else (int(last[0]) + 1, str(last[1]))
-            ts = self._clock.utcnow()
-            row = AuditEvent(
-                tenant_id=tid,
-                seq=seq,
-                ts=ts,
-                actor=actor,
-                kind=kind,
-                payload=payload_text,
-                prev_hash=prev_hash,
-                hash=event_hash(prev_hash, seq, ts, actor, kind, payload_text),
+            return (await self._append(session, tid, [(actor, kind, payload_text)]))[0]
+
+    async def append_in(
+        self,
+        session: AsyncSession,
+        tenant_id: uuid.UUID | str,
+        actor: str,
+        kind: str,
+        payload: Mapping[str, Any],
+    ) -> AuditRecord:
+        """Append one event inside the caller's transaction (`session`, scoped to the tenant).
+
+        The event commits or rolls back with the caller's other writes. The caller must hold
+        `local_lock(tenant_id)` from before the transaction's first audit write until it ends, so this
+        process's writers of the chain stay serialised (PostgreSQL also takes the advisory lock here).
+        """
+        return (await self.append_many_in(session, tenant_id, [(actor, kind, payload)]))[0]
+
+    async def append_many_in(
+        self,
+        session: AsyncSession,
+        tenant_id: uuid.UUID | str,
+        events: Sequence[tuple[str, str, Mapping[str, Any]]],
+    ) -> list[AuditRecord]:
+        """Append `events` (actor, kind, payload) with consecutive seqs inside the caller's transaction.
+
+        One read of the chain's head and one multi-row insert, however many events; the same conditions
+        as `append_in`. Every event is validated before anything is written.
+        """
+        tid = _as_uuid(tenant_id)
+        if not self.local_lock(tid).locked():
+            raise RuntimeError("append_in needs the tenant's local_lock held for the whole transaction")
+        checked = [(actor, kind, _validated(actor, kind, payload)) for actor, kind, payload in events]
+        return await self._append(session, tid, checked)
+
+    async def _append(
+        self, session: AsyncSession, tid: uuid.UUID, events: Sequence[tuple[str, str, str]]
+    ) -> list[AuditRecord]:
+        if not events:
+            return []
+        await lock_tenant_chain(session, tid)
+        last = (
+            await session.execute(
+                sa.select(AuditEvent.seq, AuditEvent.hash)
+                .where(AuditEvent.tenant_id == tid)
+                .order_by(AuditEvent.seq.desc())
+                .limit(1)
             )
-            session.add(row)
-            await session.flush()
-            return _record(row)
+        ).first()
+        seq, prev_hash = (0, GENESIS_HASH) if last is None else (int(last[0]), str(last[1]))
+        ts = self._clock.utcnow()
+        rows: list[AuditEvent] = []
+        for actor, kind, payload_text in events:
+            seq += 1
+            digest = event_hash(prev_hash, seq, ts, actor, kind, payload_text)
+            rows.append(
+                AuditEvent(
+                    tenant_id=tid,
+                    seq=seq,
+                    ts=ts,
+                    actor=actor,
+                    kind=kind,
+                    payload=payload_text,
+                    prev_hash=prev_hash,
+                    hash=digest,
+                )
+            )
+            prev_hash = digest
+        session.add_all(rows)
+        await session.flush()
+        return [_record(r) for r in rows]
 
     async def records(
         self, tenant_id: uuid.UUID | str, *, after_seq: int = 0, limit: int = _PAGE

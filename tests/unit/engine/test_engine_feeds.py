@@ -1,0 +1,93 @@
+"""The tick path: a tick values only the accounts on its feed, and follows accounts that change feed."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from engine_helpers import ACCOUNT, FEED, Rig, account_state, make_rig
+
+from aitrading.model.deals import Deal
+from aitrading.model.enums import DealEntry, DealType
+from aitrading.model.ids import AccountId
+from aitrading.model.market import Tick
+from aitrading.model.values import price_raw, volume_raw
+from aitrading.model.wire import AccountSnapshot, OrderReport
+
+OTHER = AccountId("20002")
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    async for r in make_rig(tmp_path):
+        yield r
+
+
+async def _long(rig: Rig, account: AccountId, ticket: int) -> None:
+    req = rig.request(account=account)
+    assert not (await rig.engine.submit(req, "u")).denied
+    deal = Deal(
+        ticket=ticket,
+        order=ticket,
+        position_id=ticket,
+        symbol="EURUSD",
+        type=DealType.BUY,
+        entry=DealEntry.IN,
+        volume=req.volume,
+        price=price_raw("1.10010"),
+        time_ns=rig.clock.now_ns(),
+        comment=req.client_order_id,
+    )
+    await rig.engine.on_report(
+        OrderReport(
+            client_order_id=req.client_order_id,
+            tenant=rig.tenant,
+            account=account,
+            retcode=10009,
+            ts_ns=rig.clock.now_ns(),
+            order=ticket,
+            deals=[deal],
+        )
+    )
+
+
+def _tick(rig: Rig, feed: str, bid: str, ask: str) -> Tick:
+    return Tick(
+        feed=feed, symbol="EURUSD", time_msc=rig.clock.now_ms(), bid=price_raw(bid), ask=price_raw(ask)
+    )
+
+
+async def test_a_tick_values_only_the_accounts_on_its_feed(rig: Rig) -> None:
+    await rig.engine.on_snapshot(
+        AccountSnapshot(
+            tenant=rig.tenant,
+            account=OTHER,
+            ts_ns=rig.clock.now_ns(),
+            account_state=account_state(),
+            positions=[],
+            orders=[],
+            deals_from_ns=0,
+            deals=[],
+        )
+    )
+    other = rig.engine.book(rig.tenant, OTHER)
+    mine = rig.engine.book(rig.tenant, ACCOUNT)
+    assert other is not None
+    assert mine is not None
+    other.feed = "OTHERBROKER"
+    await rig.engine.on_tick(_tick(rig, "OTHERBROKER", "1.10000", "1.10010"))
+    await _long(rig, ACCOUNT, 501)
+    await _long(rig, OTHER, 502)
+    assert [b.account for b in rig.engine.books_on(FEED)] == [ACCOUNT]
+    assert [b.account for b in rig.engine.books_on("OTHERBROKER")] == [OTHER]
+    # 0.10 lot × 100,000 × (1.10110 − 1.10010) = 10.00 USD, marked at the bid on SIM only.
+    await rig.engine.on_tick(_tick(rig, FEED, "1.10110", "1.10120"))
+    assert mine.state.profit == Decimal("10.00")
+    assert other.state.profit == 0
+    other.feed = FEED  # the agent now says the account's terminal is on SIM: the index follows
+    await rig.engine.on_tick(_tick(rig, FEED, "1.10210", "1.10220"))
+    assert other.state.profit == Decimal("20.00")
+    assert mine.state.profit == Decimal("20.00")
+    assert volume_raw("0.10") == next(iter(other.positions.values())).volume
