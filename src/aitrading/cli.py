@@ -19,11 +19,13 @@ from rich.table import Table
 from aitrading import __version__
 from aitrading import certs as certs_cli
 from aitrading.agent import cli as agent_cli
+from aitrading.backtest import cli as backtest_cli
 from aitrading.common.config import SERVICE_NAMES, PlatformConfig, load_config
 from aitrading.common.errors import AITradingError
 from aitrading.common.logging import configure_logging
 from aitrading.gateway import admin_cli
 from aitrading.history import cli as history_cli
+from aitrading.ml import cli as ml_cli
 from aitrading.storage.audit import cli as audit_cli
 
 app = typer.Typer(
@@ -42,6 +44,8 @@ app.add_typer(admin_cli.tenants_app, name="tenants")
 app.add_typer(admin_cli.users_app, name="users")
 app.add_typer(admin_cli.keys_app, name="keys")
 app.add_typer(certs_cli.app, name="certs")
+app.add_typer(ml_cli.app, name="ml")
+app.command("backtest")(backtest_cli.backtest)
 console = Console()
 err = Console(stderr=True)
 
@@ -200,6 +204,16 @@ def bench_engine(orders: Annotated[int, typer.Option(help="How many orders")] = 
 def bench_startup(runs: Annotated[int, typer.Option(help="How many launches")] = 3) -> None:
     """Seconds from `aitrading up` launch to a ready gateway."""
     _bench("bench_startup").main(runs=runs)
+
+
+@bench_app.command("backtest")
+def bench_backtest(
+    bars: Annotated[int, typer.Option(help="Bars for the SMA cross")] = 100_000,
+    ticks: Annotated[int, typer.Option(help="Real ticks for the EMA 50/200 (files looped)")] = 500_000,
+    peers: Annotated[bool, typer.Option(help="Also measure backtesting.py and NautilusTrader")] = True,
+) -> None:
+    """Bars/s and ticks/s of the backtester beside backtesting.py and NautilusTrader; decision latency."""
+    _bench("bench_backtest").main(bars=bars, ticks=ticks, peers=peers)
 
 
 @bench_app.command("gateway")

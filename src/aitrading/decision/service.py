@@ -1,18 +1,210 @@
-"""Decision engine service.
+"""Decision engine service (port 8014): configured strategies on live bars, combined into signals.
 
-Today it runs the standard service shell (health, readiness of its dependencies, metrics, version) so the
-platform starts, deploys and is monitored as a whole; its domain capabilities are listed as planned in
-README.md and arrive with their issues.
+`DecisionPipeline` is the service's bus side: it subscribes to the closed bars of the configured
+feed/symbols/timeframe (`md.bar.<feed>.<symbol>.<tf>`), runs every configured strategy on them inside the
+safe wrapper, hands their intents to the `DecisionEngine` (weighted ensemble, threshold, regime filter),
+which publishes signals on `sig.<tenant>.<strategy>` and sends the orders to the trading engine's risk
+check through the `submit` port. The backtester runs the same strategy and decision classes.
+
+Without a `submit` port (the service started on its own, e.g. in split mode before the engine client is
+wired) the service runs its shell only: health, readiness, metrics, version, and `status` says why.
 """
 
 from __future__ import annotations
 
-from aitrading.common.service import Service
+from collections.abc import Awaitable, Callable
+from typing import Any
 
-__all__ = ["DecisionService"]
+import structlog
+from fastapi import APIRouter, Depends, Request
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from aitrading.common.auth import Principal
+from aitrading.common.bus import Bus
+from aitrading.common.bus.base import Subscription
+from aitrading.common.bus.codec import Message
+from aitrading.common.clock import Clock
+from aitrading.common.service import Check, Service
+from aitrading.decision.engine import DecisionConfig, DecisionEngine, PositionsFn, SubmitFn
+from aitrading.model.ids import ClientOrderIdGenerator, bar_subject
+from aitrading.model.market import Bar, Timeframe
+from aitrading.model.values import PRICE_SCALE
+from aitrading.strategies.base import OrderIntent
+from aitrading.strategies.loader import SafeStrategy, load_strategy
+
+__all__ = ["DecisionPipeline", "DecisionService", "DecisionSettings", "parse_strategies"]
+
+_log = structlog.get_logger("decision")
+
+
+class DecisionSettings(BaseSettings):
+    """`AITRADING_DECISION_*`: who trades, on which bars, with which strategies.
+
+    `strategies` is `name[:k=v,k=v];name…`, e.g. `sma_cross:fast=10,slow=20;rsi:period=14`.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="AITRADING_DECISION_", frozen=True)
+
+    tenant: str = ""
+    account: str = ""
+    feed: str = "SIM"
+    symbols: str = "EURUSD"
+    timeframe: str = "H1"
+    strategies: str = ""
+    strategy: str = "ensemble"
+    threshold: float = 0.0
+    max_failures: int = 3
+
+
+def parse_strategies(text: str) -> list[tuple[str, dict[str, str]]]:
+    """Parse `name[:k=v,k=v];…`; raise `ValueError` naming a bad item."""
+    out = []
+    for item in filter(None, (p.strip() for p in text.split(";"))):
+        name, _, rest = item.partition(":")
+        params: dict[str, str] = {}
+        for pair in filter(None, (p.strip() for p in rest.split(","))):
+            key, sep, value = pair.partition("=")
+            if not sep:
+                raise ValueError(f"strategy parameter {pair!r} of {name!r} needs key=value")
+            params[key.strip()] = value.strip()
+        out.append((name.strip(), params))
+    return out
+
+
+class _Ctx:
+    def __init__(self, clock: Clock, engine: DecisionEngine) -> None:
+        self._clock, self._engine = clock, engine
+
+    def now_ns(self) -> int:
+        return self._clock.now_ns()
+
+    def position(self, symbol: str) -> int:
+        return self._engine.direction(symbol)
+
+
+class DecisionPipeline:
+    """Bars in, strategy intents through the decision engine, signals and orders out."""
+
+    def __init__(
+        self,
+        settings: DecisionSettings,
+        bus: Bus,
+        clock: Clock,
+        submit: SubmitFn,
+        positions: PositionsFn,
+    ) -> None:
+        self.settings = settings
+        self._bus = bus
+        self.strategies = [
+            SafeStrategy(load_strategy(name, params), max_failures=settings.max_failures)
+            for name, params in parse_strategies(settings.strategies)
+        ]
+        if not self.strategies:
+            raise ValueError("AITRADING_DECISION_STRATEGIES names no strategy")
+        self.engine = DecisionEngine(
+            DecisionConfig(
+                tenant=settings.tenant,
+                account=settings.account,
+                strategy=settings.strategy,
+                threshold=settings.threshold,
+            ),
+            bus,
+            clock,
+            submit,
+            positions,
+            ClientOrderIdGenerator(clock, prefix="DE"),
+        )
+        self._ctx = _Ctx(clock, self.engine)
+        self._subs: list[Subscription] = []
+        self.bars = 0
+
+    async def start(self) -> None:
+        """Subscribe to the configured bars."""
+        tf = Timeframe.parse(self.settings.timeframe)
+        for symbol in filter(None, (s.strip() for s in self.settings.symbols.split(","))):
+            self._subs.append(
+                await self._bus.subscribe(bar_subject(self.settings.feed, symbol, tf), self._on_bar)
+            )
+        for s in self.strategies:
+            s.on_start(self._ctx)
+
+    async def stop(self) -> None:
+        """Unsubscribe."""
+        for sub in self._subs:
+            await sub.unsubscribe()
+        self._subs = []
+
+    async def _on_bar(self, subject: str, msg: Message) -> None:
+        if not isinstance(msg, Bar):
+            return
+        self.bars += 1
+        intents: list[OrderIntent] = []
+        for s in self.strategies:
+            intents += s.on_bar(msg, self._ctx)
+        self.engine.on_price(msg.symbol, msg.close / PRICE_SCALE)
+        if intents:
+            await self.engine.on_intents(intents)
+
+    def status(self) -> dict[str, Any]:
+        """Strategies (enabled, failures, last error) and the engine's counters and directions."""
+        return {
+            "bars": self.bars,
+            "strategies": [s.status() for s in self.strategies],
+            **self.engine.status(),
+        }
 
 
 class DecisionService(Service):
-    """Decision engine: the service shell with readiness over its dependencies."""
+    """Decision engine: strategies + model ensemble → signals with confidence → the engine's risk check."""
 
     name = "decision"
+    capabilities = (
+        "strategies on closed bars (versioned interface, safe wrapper) → weighted ensemble, confidence "
+        "threshold, regime filter → signals on sig.<tenant>.<strategy> → orders to the trading engine",
+        "GET /api/v1/decision/status (authenticated): strategies, failures, counters",
+    )
+
+    def __init__(
+        self,
+        checks: dict[str, Check] | None = None,
+        *,
+        bus: Bus | None = None,
+        clock: Clock | None = None,
+        submit: SubmitFn | None = None,
+        positions: PositionsFn | None = None,
+        settings: DecisionSettings | None = None,
+        authenticate: Callable[[Request], Awaitable[Principal]] | None = None,
+    ) -> None:
+        super().__init__(checks)
+        self.pipeline: DecisionPipeline | None = None
+        self.idle_reason = ""
+        settings = settings or DecisionSettings()
+        if bus is None or clock is None or submit is None or positions is None:
+            self.idle_reason = "no trading engine port wired: the service runs its shell only"
+        elif not settings.strategies or not settings.tenant or not settings.account:
+            self.idle_reason = "set AITRADING_DECISION_TENANT, _ACCOUNT and _STRATEGIES to trade"
+        else:
+            self.pipeline = DecisionPipeline(settings, bus, clock, submit, positions)
+        if authenticate is None:  # the status names strategies and accounts: never without a caller
+            return
+        router = APIRouter(prefix="/api/v1/decision", tags=["decision"], dependencies=[Depends(authenticate)])
+
+        @router.get("/status")
+        async def status() -> dict[str, Any]:
+            if self.pipeline is None:
+                return {"running": False, "reason": self.idle_reason}
+            return {"running": True, **self.pipeline.status()}
+
+        self.add_router(router)
+
+    async def _on_start(self) -> None:
+        await super()._on_start()
+        if self.pipeline is not None:
+            await self.pipeline.start()
+        else:
+            _log.info("decision_idle", reason=self.idle_reason)
+
+    async def _on_stop(self) -> None:
+        if self.pipeline is not None:
+            await self.pipeline.stop()
+        await super()._on_stop()

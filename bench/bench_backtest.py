@@ -1,0 +1,296 @@
+"""Backtester benchmark: bars/s and ticks/s of `aitrading backtest` beside backtesting.py and NautilusTrader.
+
+Run: `aitrading bench backtest [--bars 100000] [--ticks 500000] [--no-peers]`
+or `.venv/bin/python -m bench.bench_backtest`.
+
+Data (real, from ../shared/data; nothing generated):
+- bars: backtesting.py's EURUSD H1 (5,000 bars) repeated end to end, each copy shifted in time by the
+  length of the file, until `--bars` bars (the price jumps at every seam; all contenders get the same bars);
+- ticks: HistData EURUSD ticks of 2020-01-30/31 (99,308) repeated the same way until `--ticks` ticks.
+
+Contenders, measured in this run, same data, zero costs:
+- ours: SMA 10/20 cross on bars, EMA 50/200 cross on ticks (mid), through the whole live path (strategy,
+  decision engine, trading engine with its risk check, order rows and audit chain in SQLite, simulated
+  broker with exact money);
+- backtesting.py: its SmaCross (`crossover`) on the same bars (it has no tick mode);
+- NautilusTrader: its example `EMACross` on the same bars (EMA 10/20: it ships no SMA-cross example) and on
+  the same quotes with 1-tick mid bars (EMA 50/200 per tick).
+
+Decision latency = strategy hooks + ensemble for one event (features + inference for the ML strategy),
+p50/p99 over every event of our runs. Figures only; nothing passes or fails on time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from rich.console import Console
+from rich.table import Table
+
+from aitrading.backtest.data import read_csv_bars, read_tick_file
+from aitrading.backtest.engine import Backtest, BacktestConfig
+from aitrading.model.market import Bar, Tick
+from aitrading.strategies import load_strategy
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+BARS_FILE = DATA / "backtestingpy_EURUSD_H1_2017-2018.csv"
+TICKS_FILE = DATA / "histdata_EURUSD_T_20200130-31.csv.gz"
+
+console = Console(width=120)
+
+
+def looped_bars(n: int) -> list[Bar]:
+    """`n` bars: the EURUSD H1 file repeated, each copy shifted past the previous one."""
+    base, _ = read_csv_bars(BARS_FILE, feed="BT", symbol="EURUSD")
+    span = base[-1].time - base[0].time + 3600
+    out: list[Bar] = []
+    k = 0
+    while len(out) < n:
+        out += [msgspec.structs.replace(b, time=b.time + k * span) for b in base[: n - len(out)]]
+        k += 1
+    return out
+
+
+def looped_ticks(n: int) -> list[Tick]:
+    """`n` ticks: the HistData day pair repeated, each copy shifted past the previous one."""
+    base = list(read_tick_file(TICKS_FILE, "histdata", feed="BT", symbol="EURUSD"))
+    span = base[-1].time_msc - base[0].time_msc + 1000
+    out: list[Tick] = []
+    k = 0
+    while len(out) < n:
+        out += [msgspec.structs.replace(t, time_msc=t.time_msc + k * span) for t in base[: n - len(out)]]
+        k += 1
+    return out
+
+
+def _pct(values: Any, q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1000 if ordered else float("nan")
+
+
+async def ours(data: list[Any], strategy: str, params: dict[str, str], *, ticks: bool) -> dict[str, float]:
+    async with Backtest(BacktestConfig(symbol="EURUSD"), [load_strategy(strategy, params)]) as bt:
+        t0 = time.perf_counter()
+        if ticks:
+            await bt.run_ticks(data)
+        else:
+            await bt.run_bars(data)
+        elapsed = time.perf_counter() - t0
+        return {
+            "rate": len(data) / elapsed,
+            "seconds": elapsed,
+            "orders": bt.decision.counters["orders"],
+            "p50_us": _pct(bt.latency_ns, 0.50),
+            "p99_us": _pct(bt.latency_ns, 0.99),
+        }
+
+
+def backtesting_py(bars: list[Bar]) -> dict[str, float]:
+    import pandas as pd  # type: ignore[import-untyped]
+    from backtesting import Backtest as BpBacktest  # type: ignore[import-untyped]
+    from backtesting import Strategy as BpStrategy
+    from backtesting.lib import crossover  # type: ignore[import-untyped]
+    from backtesting.test import SMA  # type: ignore[import-untyped]
+
+    class SmaCross(BpStrategy):  # type: ignore[misc]
+        def init(self) -> None:
+            self.fast = self.I(SMA, self.data.Close, 10)
+            self.slow = self.I(SMA, self.data.Close, 20)
+
+        def next(self) -> None:
+            if crossover(self.fast, self.slow):
+                self.buy()
+            elif crossover(self.slow, self.fast):
+                self.sell()
+
+    df = pd.DataFrame(
+        {
+            "Open": [b.open / 1e9 for b in bars],
+            "High": [b.high / 1e9 for b in bars],
+            "Low": [b.low / 1e9 for b in bars],
+            "Close": [b.close / 1e9 for b in bars],
+            "Volume": [b.tick_volume for b in bars],
+        },
+        index=pd.to_datetime([b.time for b in bars], unit="s"),
+    )
+    bt = BpBacktest(df, SmaCross, cash=10_000_000_000, commission=0.0, exclusive_orders=True)
+    t0 = time.perf_counter()
+    stats = bt.run()
+    elapsed = time.perf_counter() - t0
+    return {"rate": len(bars) / elapsed, "seconds": elapsed, "orders": float(len(stats._trades))}
+
+
+def nautilus(bars: list[Bar] | None, ticks: list[Tick] | None) -> dict[str, float]:
+    """Run NautilusTrader's EMACross on the bars (EMA 10/20) or the ticks (EMA 50/200 on 1-tick bars)."""
+    from decimal import Decimal
+
+    import pandas as pd
+    from nautilus_trader.backtest.engine import BacktestEngine, BacktestEngineConfig  # type: ignore[import-not-found]
+    from nautilus_trader.config import LoggingConfig
+    from nautilus_trader.examples.strategies.ema_cross import EMACross, EMACrossConfig
+    from nautilus_trader.model.currencies import USD
+    from nautilus_trader.model.data import BarType  # type: ignore[import-not-found]
+    from nautilus_trader.model.enums import AccountType, OmsType
+    from nautilus_trader.model.identifiers import Venue  # type: ignore[import-not-found]
+    from nautilus_trader.model.objects import Money  # type: ignore[import-not-found]
+    from nautilus_trader.persistence.wranglers import BarDataWrangler, QuoteTickDataWrangler  # type: ignore[import-not-found]
+    from nautilus_trader.test_kit.providers import TestInstrumentProvider
+
+    engine = BacktestEngine(
+        config=BacktestEngineConfig(trader_id="BENCH-001", logging=LoggingConfig(log_level="ERROR"))
+    )
+    venue = Venue("SIM")
+    engine.add_venue(
+        venue=venue,
+        oms_type=OmsType.HEDGING,
+        account_type=AccountType.MARGIN,
+        base_currency=USD,
+        starting_balances=[Money(1_000_000_000, USD)],
+    )
+    instrument = TestInstrumentProvider.default_fx_ccy("EUR/USD", venue)
+    engine.add_instrument(instrument)
+    if bars is not None:
+        bar_type = BarType.from_str("EUR/USD.SIM-1-HOUR-LAST-EXTERNAL")
+        df = pd.DataFrame(
+            {
+                "open": [b.open / 1e9 for b in bars],
+                "high": [b.high / 1e9 for b in bars],
+                "low": [b.low / 1e9 for b in bars],
+                "close": [b.close / 1e9 for b in bars],
+                "volume": [float(max(b.tick_volume, 1)) for b in bars],
+            },
+            index=pd.to_datetime([b.time for b in bars], unit="s", utc=True),
+        )
+        engine.add_data(BarDataWrangler(bar_type, instrument).process(df))
+        fast, slow, n = 10, 20, len(bars)
+    else:
+        assert ticks is not None
+        bar_type = BarType.from_str("EUR/USD.SIM-1-TICK-MID-INTERNAL")  # unused by the tick strategy
+        df = pd.DataFrame(
+            {"bid_price": [t.bid / 1e9 for t in ticks], "ask_price": [t.ask / 1e9 for t in ticks]},
+            index=pd.to_datetime([t.time_msc for t in ticks], unit="ms", utc=True),
+        )
+        engine.add_data(QuoteTickDataWrangler(instrument).process(df))
+        fast, slow, n = 50, 200, len(ticks)
+    config = EMACrossConfig(
+        instrument_id=instrument.id,
+        bar_type=bar_type,
+        trade_size=Decimal(100_000),
+        fast_ema_period=fast,
+        slow_ema_period=slow,
+        request_bars=False,
+        subscribe_trade_ticks=False,
+    )
+    # Its EMACross example skips single-price bars, so 1-tick bars never trade: on ticks we run the same
+    # cross written on its quote-tick hook (`_nautilus_tick_strategy`), EMAs of the mid like ours.
+    engine.add_strategy(EMACross(config=config) if bars is not None else _nautilus_tick_strategy(config))
+    t0 = time.perf_counter()
+    engine.run()
+    elapsed = time.perf_counter() - t0
+    orders = float(len(engine.cache.orders()))
+    engine.dispose()
+    return {"rate": n / elapsed, "seconds": elapsed, "orders": orders}
+
+
+def _nautilus_tick_strategy(config: Any) -> Any:
+    from nautilus_trader.indicators import ExponentialMovingAverage
+    from nautilus_trader.model.enums import OrderSide, TimeInForce
+    from nautilus_trader.trading.strategy import Strategy as NTStrategy  # type: ignore[import-not-found]
+
+    class TickEMACross(NTStrategy):  # type: ignore[misc]
+        def __init__(self, cfg: Any) -> None:
+            super().__init__(cfg)
+            self.fast = ExponentialMovingAverage(cfg.fast_ema_period)
+            self.slow = ExponentialMovingAverage(cfg.slow_ema_period)
+            self.prev: tuple[float, float] | None = None
+
+        def on_start(self) -> None:
+            self.instrument = self.cache.instrument(self.config.instrument_id)
+            self.subscribe_quote_ticks(self.config.instrument_id)
+
+        def on_quote_tick(self, tick: Any) -> None:
+            mid = (tick.bid_price.as_double() + tick.ask_price.as_double()) / 2
+            self.fast.update_raw(mid)
+            self.slow.update_raw(mid)
+            if not (self.fast.initialized and self.slow.initialized):
+                return
+            f, s = self.fast.value, self.slow.value
+            prev, self.prev = self.prev, (f, s)
+            if prev is None:
+                return
+            side = None
+            if prev[0] < prev[1] and f > s:
+                side = OrderSide.BUY
+            elif prev[0] > prev[1] and f < s:
+                side = OrderSide.SELL
+            if side is None:
+                return
+            self.close_all_positions(self.config.instrument_id)
+            order = self.order_factory.market(
+                instrument_id=self.config.instrument_id,
+                order_side=side,
+                quantity=self.instrument.make_qty(self.config.trade_size),
+                time_in_force=TimeInForce.GTC,
+            )
+            self.submit_order(order)
+
+    return TickEMACross(config)
+
+
+def _try(fn: Callable[[], dict[str, float]]) -> dict[str, float] | str:
+    try:
+        return fn()
+    except Exception as exc:  # a peer that will not run is reported, not fatal
+        return f"not measured: {type(exc).__name__}: {str(exc)[:120]}"
+
+
+def main(bars: int = 100_000, ticks: int = 500_000, peers: bool = True) -> dict[str, Any]:
+    if not BARS_FILE.is_file() or not TICKS_FILE.is_file():
+        console.print(f"[yellow]market data not found in {DATA}; nothing to measure[/]")
+        return {}
+    bar_data = looped_bars(bars)
+    tick_data = looped_ticks(ticks)
+    console.print(
+        f"data: {len(bar_data):,} EURUSD H1 bars ({BARS_FILE.name} x{len(bar_data) / 5000:.1f}), "
+        f"{len(tick_data):,} EURUSD ticks ({TICKS_FILE.name} x{len(tick_data) / 99_308:.1f})"
+    )
+    results: dict[str, Any] = {
+        "ours bars": asyncio.run(ours(bar_data, "sma_cross", {"fast": "10", "slow": "20"}, ticks=False)),
+        "ours ticks": asyncio.run(ours(tick_data, "ema_cross", {"fast": "50", "slow": "200"}, ticks=True)),
+    }
+    if peers:
+        results["backtesting.py bars"] = _try(lambda: backtesting_py(bar_data))
+        results["nautilus bars"] = _try(lambda: nautilus(bar_data, None))
+        results["nautilus ticks"] = _try(lambda: nautilus(None, tick_data))
+    table = Table(title="backtest throughput (same data, same run)")
+    for col in ("contender", "events/s", "seconds", "orders/trades", "decision p50 µs", "decision p99 µs"):
+        table.add_column(col, justify="right" if col != "contender" else "left")
+    for name, r in results.items():
+        if isinstance(r, str):
+            table.add_row(name, r, "", "", "", "")
+            continue
+        table.add_row(
+            name,
+            f"{r['rate']:,.0f} {'ticks' if 'ticks' in name else 'bars'}/s",
+            f"{r['seconds']:.1f}",
+            f"{r['orders']:,.0f}",
+            f"{r['p50_us']:.1f}" if "p50_us" in r else "",
+            f"{r['p99_us']:.1f}" if "p99_us" in r else "",
+        )
+    console.print(table)
+    return results
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bars", type=int, default=100_000)
+    parser.add_argument("--ticks", type=int, default=500_000)
+    parser.add_argument("--no-peers", action="store_true")
+    args = parser.parse_args()
+    main(bars=args.bars, ticks=args.ticks, peers=not args.no_peers)

@@ -1,0 +1,362 @@
+"""The backtester: replayed quotes through the live components — strategies → decision engine → trading
+engine (risk check, books, audit) → simulated venue (`SimBroker`) — on the in-process bus and a test clock.
+
+Nothing here decides or books anything itself: it builds the same objects the platform runs live (an
+engine on a private SQLite database, the decision engine, the simulated broker behind an agent-like
+venue), moves the clock to each quote's time and hands the quote to them in the live order: trading
+engine, venue (which executes the commands that were waiting for a quote), strategies, decision engine.
+A command made at a bar's close therefore fills at the next bar's open, as it would live.
+
+Two drivers over the same objects: `run_ticks`/`run_bars` call the components directly (fast), while
+`run_paper` publishes each quote on `md.tick.<feed>.<symbol>` and lets the components take it from their
+bus subscriptions, as in paper trading. Both produce the same orders for the same quotes (a test shows it).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+import time
+from array import array
+from collections.abc import AsyncIterable, Callable, Iterable, Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from aitrading.backtest.data import bar_ticks
+from aitrading.backtest.venue import SimVenue
+from aitrading.common.bus.codec import Message
+from aitrading.common.bus.memory import MemoryBus
+from aitrading.common.clock import TestClock
+from aitrading.common.errors import BadInputError
+from aitrading.decision.engine import DecisionConfig, DecisionEngine, RegimeConfig
+from aitrading.engine.engine import TradingEngine
+from aitrading.engine.store import EngineStore
+from aitrading.model.deals import Deal
+from aitrading.model.ids import AccountId, ClientOrderIdGenerator, TenantId, tick_subject
+from aitrading.model.market import Bar, Tick, Timeframe
+from aitrading.model.positions import Position
+from aitrading.model.values import PRICE_SCALE
+from aitrading.mt5 import constants as c
+from aitrading.mt5.sim.account import ExecutionSettings, SimAccount
+from aitrading.mt5.sim.broker import SimBroker
+from aitrading.mt5.specs import DEFAULT_SPECS
+from aitrading.storage.audit import AuditLog
+from aitrading.storage.oltp import Database, ensure_tenant
+from aitrading.strategies.base import OrderIntent, Strategy
+from aitrading.strategies.loader import SafeStrategy
+
+__all__ = ["Backtest", "BacktestConfig", "Costs", "EquityPoint"]
+
+Progress = Callable[[int], None]
+
+
+class Costs(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Trading costs: spread and slippage in points, commission per lot per side, swaps (points per lot
+    per night; None keeps the symbol's)."""
+
+    spread_points: int = 0
+    slippage_points: int = 0
+    commission_per_lot: Decimal = Decimal(0)
+    swap_long: Decimal | None = Decimal(0)
+    swap_short: Decimal | None = Decimal(0)
+
+    def __post_init__(self) -> None:
+        if self.spread_points < 0 or self.slippage_points < 0 or self.commission_per_lot < 0:
+            raise BadInputError("spread, slippage and commission must be >= 0")
+
+
+class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One run: the symbol, the account, the costs, how intents combine, how bars become quotes."""
+
+    symbol: str
+    feed: str = "BT"
+    account: str = "1"
+    balance: Decimal = Decimal(1_000_000)
+    leverage: int = 100
+    hedging: bool = True
+    costs: Costs = Costs()
+    ohlc: bool = False
+    threshold: float = 0.0
+    weights: dict[str, float] = msgspec.field(default_factory=dict)
+    regime: RegimeConfig | None = None
+    max_failures: int = 3
+    close_at_end: bool = True
+    equity_every_s: int = 60
+    seed: int = 1
+
+
+class EquityPoint(msgspec.Struct, frozen=True, array_like=True):
+    """Equity (account money) at a time (epoch ns) and whether a position was open."""
+
+    ts_ns: int
+    equity: Decimal
+    exposed: bool
+
+
+class _Context:
+    def __init__(self, clock: TestClock, decision: DecisionEngine) -> None:
+        self._clock, self._decision = clock, decision
+
+    def now_ns(self) -> int:
+        return self._clock.now_ns()
+
+    def position(self, symbol: str) -> int:
+        return self._decision.direction(symbol)
+
+
+class Backtest:
+    """One backtest run; `async with Backtest(...) as bt: await bt.run_bars(bars)`."""
+
+    def __init__(
+        self, config: BacktestConfig, strategies: Sequence[Strategy[Any]], *, workdir: Path | None = None
+    ):
+        if config.symbol not in DEFAULT_SPECS:
+            known = ", ".join(sorted(DEFAULT_SPECS))
+            raise BadInputError(f"unknown symbol {config.symbol!r}; the simulated broker trades {known}")
+        if not strategies:
+            raise BadInputError("a backtest needs at least one strategy")
+        self.config = config
+        spec = DEFAULT_SPECS[config.symbol]
+        costs = config.costs
+        spec = msgspec.structs.replace(
+            spec,
+            swap_long=spec.swap_long if costs.swap_long is None else costs.swap_long,
+            swap_short=spec.swap_short if costs.swap_short is None else costs.swap_short,
+        )
+        self.specs = {**DEFAULT_SPECS, config.symbol: spec}
+        self.spread_raw = costs.spread_points * spec.point_raw
+        self.strategies = [SafeStrategy(s, max_failures=config.max_failures) for s in strategies]
+        self._raw = list(strategies)
+        self._tmp = (
+            tempfile.TemporaryDirectory(prefix="aitrading-bt-", dir=_scratch()) if workdir is None else None
+        )
+        self._dir = workdir or Path(self._tmp.name)  # type: ignore[union-attr]
+        self.clock = TestClock(0)
+        self.bus = MemoryBus(streams=())
+        self.equity: list[EquityPoint] = []
+        self.latency_ns = array("q")
+        self.events = 0
+        self._next_equity_ns = 0
+        self.orders_seen: list[Message] = []
+
+    # --- lifecycle -------------------------------------------------------------------------------------
+    async def __aenter__(self) -> Backtest:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Build and start the components: database, engine, venue, decision engine."""
+        cfg = self.config
+        self.db = Database(
+            f"sqlite+aiosqlite:///{self._dir / 'backtest.sqlite'}", clock=self.clock, migrate_on_start=True
+        )
+        await self.db.start()
+        async with self.db.session() as s:
+            self.tenant = TenantId(str((await ensure_tenant(s, "backtest", "Backtest")).id))
+        await self.bus.connect()
+        self.audit = AuditLog(self.db, self.clock)
+        self.engine = TradingEngine(
+            self.bus, EngineStore(self.db, self.clock), self.audit, self.clock, self.specs
+        )
+        await self.engine.start()
+        account = AccountId(cfg.account)
+        self.broker = SimBroker(
+            self.specs,
+            account=SimAccount(
+                balance=cfg.balance,
+                leverage=cfg.leverage,
+                margin_mode=c.ACCOUNT_MARGIN_MODE_RETAIL_HEDGING
+                if cfg.hedging
+                else c.ACCOUNT_MARGIN_MODE_RETAIL_NETTING,
+            ),
+            settings=ExecutionSettings(
+                slippage_points=cfg.costs.slippage_points,
+                commission_per_lot=cfg.costs.commission_per_lot,
+                always_open=True,
+                seed=cfg.seed,
+            ),
+        )
+        self.venue = SimVenue(
+            self.bus, self.broker, self.clock, tenant=self.tenant, account=account, feed=cfg.feed
+        )
+        await self.venue.start()
+        rng = random.Random(cfg.seed)
+        self.decision = DecisionEngine(
+            DecisionConfig(
+                tenant=self.tenant,
+                account=cfg.account,
+                strategy=self._raw[0].id if len(self._raw) == 1 else "ensemble",
+                weights=cfg.weights,
+                threshold=cfg.threshold,
+                regime=cfg.regime,
+            ),
+            self.bus,
+            self.clock,
+            self.engine.submit,
+            self._positions,
+            ClientOrderIdGenerator(self.clock, prefix="BT", random_bytes=rng.randbytes),
+        )
+        self.ctx = _Context(self.clock, self.decision)
+
+        async def record(subject: str, msg: Message) -> None:
+            self.orders_seen.append(msg)
+
+        await self.bus.subscribe(f"ord.cmd.{self.tenant}.*", record)
+        for wrapped in self.strategies:
+            wrapped.on_start(self.ctx)
+
+    async def stop(self) -> None:
+        """Stop the components and remove the private database."""
+        await self.venue.stop()
+        await self.engine.stop()
+        await self.bus.close()
+        await self.db.stop()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+    def _positions(self, symbol: str) -> list[Position]:
+        book = self.engine.book(self.tenant, self.config.account)
+        return [] if book is None else [p for p in book.positions.values() if p.symbol == symbol]
+
+    # --- drivers -------------------------------------------------------------------------------------
+    def _move_clock(self, tick: Tick) -> None:
+        ns = tick.time_msc * 1_000_000
+        if ns > self.clock.now_ns():
+            self.clock.set_ns(ns)
+
+    async def _market(self, tick: Tick) -> None:
+        """The trading engine and the venue take the quote (live order: engine, then the agent's fill)."""
+        self._move_clock(tick)
+        await self.engine.on_tick(tick)
+        await self.venue.on_tick(tick)
+
+    async def _decide(self, intents: list[OrderIntent], symbol: str, price: float, started: int) -> None:
+        """Hand the intents to the decision engine; record the decision latency (strategy hooks + ensemble,
+        not the trading engine's submit, which `bench engine` measures)."""
+        hooks = time.perf_counter_ns() - started
+        self.decision.on_price(symbol, price)
+        decide = 0
+        if intents:
+            signals = await self.decision.on_intents(intents)
+            decide = self.decision.last_decide_ns
+            for signal in signals:
+                more: list[OrderIntent] = []
+                for s in self.strategies:
+                    more += s.on_signal(signal, self.ctx)
+                if more:
+                    await self.decision.on_intents(more)
+        self.latency_ns.append(hooks + decide)
+
+    async def _strategies_tick(self, tick: Tick) -> None:
+        started = time.perf_counter_ns()
+        intents: list[OrderIntent] = []
+        for s in self.strategies:
+            intents += s.on_tick(tick, self.ctx)
+        await self._decide(intents, tick.symbol, (tick.bid + tick.ask) / (2 * PRICE_SCALE), started)
+
+    def _sample(self, force: bool = False) -> None:
+        now = self.clock.now_ns()
+        if not force and now < self._next_equity_ns:
+            return
+        self._next_equity_ns = now + self.config.equity_every_s * 1_000_000_000
+        state = self.broker.state
+        self.equity.append(EquityPoint(now, state.equity, bool(self.broker.positions)))
+
+    async def run_ticks(
+        self, ticks: Iterable[Tick] | AsyncIterable[Tick], progress: Progress | None = None
+    ) -> None:
+        """Replay quotes; strategies see every tick (`on_tick`)."""
+        async for tick in _aiter(ticks):
+            await self._market(tick)
+            await self._strategies_tick(tick)
+            self._count(progress)
+            self._sample()
+        await self._finish()
+
+    async def run_bars(self, bars: Iterable[Bar], progress: Progress | None = None) -> None:
+        """Replay bars as quotes (see `data.bar_ticks`); strategies see each closed bar (`on_bar`)."""
+        spread, ohlc = self.spread_raw, self.config.ohlc
+        for bar in bars:
+            seconds = Timeframe(bar.timeframe).seconds
+            for tick in bar_ticks(bar, seconds, spread, ohlc=ohlc):
+                await self._market(tick)
+            started = time.perf_counter_ns()
+            intents: list[OrderIntent] = []
+            for s in self.strategies:
+                intents += s.on_bar(bar, self.ctx)
+            await self._decide(intents, bar.symbol, bar.close / PRICE_SCALE, started)
+            self._count(progress)
+            self._sample(force=True)
+        await self._finish()
+
+    async def run_paper(self, ticks: Iterable[Tick], progress: Progress | None = None) -> None:
+        """Publish each quote on the bus and let the components take it from their subscriptions."""
+        await self.venue.subscribe_ticks([self.config.symbol])
+
+        async def on_tick(subject: str, msg: Message) -> None:
+            if isinstance(msg, Tick):
+                await self._strategies_tick(msg)
+
+        await self.bus.subscribe(tick_subject(self.config.feed, self.config.symbol), on_tick)
+        for tick in ticks:
+            self._move_clock(tick)
+            await self.bus.publish(tick_subject(tick.feed, tick.symbol), tick)
+            self._count(progress)
+            self._sample()
+        await self._finish()
+
+    def _count(self, progress: Progress | None) -> None:
+        self.events += 1
+        if progress is not None and self.events % 1000 == 0:
+            progress(self.events)
+
+    async def _finish(self) -> None:
+        if self.config.close_at_end:
+            flat = [
+                OrderIntent(
+                    strategy=s.id,
+                    symbol=self.config.symbol,
+                    target=0,
+                    volume=1,
+                    ts_ns=self.clock.now_ns(),
+                    reason="end of backtest",
+                )
+                for s in self.strategies
+            ]
+            await self.decision.on_intents(flat)
+            await self.venue.flush()
+        self._sample(force=True)
+
+    # --- results -------------------------------------------------------------------------------------
+    def deals(self) -> list[Deal]:
+        """The trade deals the trading engine booked, in time order."""
+        book = self.engine.book(self.tenant, self.config.account)
+        deals = [] if book is None else [d for d in book.deals.values() if d.is_trade]
+        return sorted(deals, key=lambda d: (d.time_ns, d.ticket))
+
+    def positions(self) -> list[Position]:
+        """Positions still open (none after `close_at_end`)."""
+        return self._positions(self.config.symbol)
+
+
+async def _aiter(items: Iterable[Tick] | AsyncIterable[Tick]) -> Any:
+    if isinstance(items, AsyncIterable):
+        async for item in items:
+            yield item
+    else:
+        for item in items:
+            yield item
+
+
+def _scratch() -> str | None:
+    """Where the run's private database goes: memory-backed /dev/shm when there is one (a backtest's books
+    are thrown away at the end, so paying for fsync would only slow it down)."""
+    shm = Path("/dev/shm")  # noqa: S108 - a private TemporaryDirectory is made inside it
+    return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None

@@ -1,0 +1,96 @@
+"""The backtester's wiring: the trading engine's risk check really decides; costs reach the fills; a
+failing user strategy is contained and reported."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from aitrading.backtest.engine import Backtest, BacktestConfig, Costs
+from aitrading.backtest.results import trades_from_deals
+from aitrading.model.market import Bar
+from aitrading.model.values import price_raw
+from aitrading.strategies import Strategy, StrategyConfig, load_strategy
+
+
+def bars(closes: list[float]) -> list[Bar]:
+    out = []
+    for i, c in enumerate(closes):
+        p = price_raw(f"{c:.5f}")
+        out.append(
+            Bar(
+                feed="BT",
+                symbol="EURUSD",
+                timeframe=16385,
+                time=1_700_000_000 + i * 3600,
+                open=p,
+                high=p,
+                low=p,
+                close=p,
+                tick_volume=1,
+            )
+        )
+    return out
+
+
+ZIGZAG = [1.1 + 0.001 * (((i // 6) % 2 and 6 - i % 6) or i % 6) for i in range(120)]
+
+
+async def test_orders_the_account_cannot_margin_are_denied_by_the_engine_risk_check() -> None:
+    cfg = BacktestConfig(symbol="EURUSD", balance=Decimal(10))
+    async with Backtest(cfg, [load_strategy("sma_cross", {"fast": "2", "slow": "3"})]) as bt:
+        await bt.run_bars(bars(ZIGZAG))
+        assert bt.decision.counters["orders"] > 0
+        assert bt.decision.counters["denied"] == bt.decision.counters["orders"]
+        assert bt.engine.counters["denied"] > 0
+        assert bt.deals() == []
+
+
+async def test_spread_and_commission_are_paid_on_every_fill() -> None:
+    cfg = BacktestConfig(symbol="EURUSD", costs=Costs(spread_points=20, commission_per_lot=Decimal("3.5")))
+    async with Backtest(cfg, [load_strategy("sma_cross", {"fast": "2", "slow": "3"})]) as bt:
+        data = bars(ZIGZAG)
+        await bt.run_bars(data)
+        deals = bt.deals()
+        assert deals
+        assert all(d.commission == Decimal("-3.50") for d in deals)
+        opens = {b.open for b in data}
+        for d in deals:  # a buy pays the ask (bid bar + 20 points), a sell gets the bid
+            assert (d.price - 200_000 if d.type.name == "BUY" else d.price) in opens
+        assert trades_from_deals(deals)
+
+
+class Exploding(Strategy[StrategyConfig]):
+    name = "exploding"
+
+    def on_bar(self, bar: Bar, ctx: Any, **kwargs: Any) -> Any:
+        raise ZeroDivisionError("oops")
+
+
+async def test_a_failing_user_strategy_is_disabled_and_the_run_completes() -> None:
+    cfg = BacktestConfig(symbol="EURUSD", max_failures=2)
+    async with Backtest(cfg, [Exploding(StrategyConfig())]) as bt:
+        await bt.run_bars(bars(ZIGZAG[:10]))
+        status = bt.strategies[0].status()
+        assert status == {
+            "strategy": "exploding",
+            "enabled": False,
+            "failures": 2,
+            "last_error": "on_bar: ZeroDivisionError: oops",
+        }
+        assert bt.events == 10
+
+
+async def test_slippage_moves_fills_against_the_trader_by_at_most_the_configured_points() -> None:
+    cfg = BacktestConfig(symbol="EURUSD", costs=Costs(slippage_points=5), seed=7)
+    async with Backtest(cfg, [load_strategy("sma_cross", {"fast": "2", "slow": "3"})]) as bt:
+        data = bars(ZIGZAG)
+        await bt.run_bars(data)
+        quotes = {b.open for b in data} | {b.close for b in data}
+        slips = []
+        for d in bt.deals():
+            base = min(quotes, key=lambda q: abs(q - d.price))
+            slip = (d.price - base) // 10_000 * (1 if d.type.name == "BUY" else -1)
+            slips.append(slip)
+        assert all(0 <= s <= 5 for s in slips)
+        assert any(s > 0 for s in slips)
