@@ -4,6 +4,11 @@
 - `GET /api/v1/ml/models/{ref}`: one model's metadata (`name@version`, or `name` for the latest);
 - `POST /api/v1/ml/predict`: `{"model": ref, "features": {name: value}}` → P(up) from that model.
 
+The same router serves the tree models on the ML service (8013) and the LSTM models on the `lstm`
+service (8022): each lists, shows and predicts only the model kinds it serves, and names the other
+kinds' service in its 404. A model that needs a missing optional extra (PyTorch) answers 503 with the
+command that installs it.
+
 Authorisation: a valid bearer token. Models are trained by the operator on feed market data and hold
 nothing of a tenant's, so any authenticated principal may list and use them; a prediction depends only on
 the model and the features sent, so the shared cache cannot carry one tenant's data to another. Errors:
@@ -19,7 +24,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Request, status
 from pydantic import BaseModel, Field
 
 from aitrading.common.auth import Principal
-from aitrading.common.errors import BadInputError, NotFoundError
+from aitrading.common.errors import BadInputError, NotFoundError, OperationalError
 from aitrading.ml.inference import RegisteredModel
 from aitrading.ml.registry import ModelRegistry
 
@@ -41,20 +46,44 @@ class PredictionPublic(BaseModel):
     feature_set: str
 
 
-class ModelCache:
-    """Registered models loaded once per reference (a bare name resolves to its latest version)."""
+SERVED_BY: dict[str, str] = {"lightgbm": "ml", "xgboost": "ml", "lstm": "lstm"}
+"""Which service serves each model kind."""
 
-    def __init__(self, registry: ModelRegistry, *, cache_size: int = 4096) -> None:
+
+class ModelCache:
+    """Registered models of `kinds` loaded once per reference (a bare name resolves to its latest version)."""
+
+    def __init__(
+        self, registry: ModelRegistry, *, kinds: tuple[str, ...] | None = None, cache_size: int = 4096
+    ) -> None:
         self.registry = registry
+        self.kinds = kinds
         self._models: dict[str, RegisteredModel] = {}
         self._cache_size = cache_size
 
+    def list(self) -> list[dict[str, Any]]:
+        """Return the index entries of the served kinds, oldest first."""
+        return [e for e in self.registry.list() if self.kinds is None or e["kind"] in self.kinds]
+
+    def meta(self, ref: str) -> dict[str, Any]:
+        """Return the metadata of `ref`; raise `NotFoundError` if absent or of a kind served elsewhere."""
+        name, version = self.registry.resolve(ref)
+        meta = self.registry.meta(f"{name}@{version}")
+        if self.kinds is not None and meta["kind"] not in self.kinds:
+            elsewhere = SERVED_BY.get(meta["kind"], "another")
+            raise NotFoundError(
+                f"model {meta['ref']} is a {meta['kind']} model, served by the {elsewhere} service; this "
+                f"one serves {', '.join(self.kinds)}"
+            )
+        return meta
+
     def get(self, ref: str) -> RegisteredModel:
-        """Return the loaded model `ref`; raise `NotFoundError` if the registry has none."""
+        """Return the loaded model `ref`; raise `NotFoundError` if the registry has none of these kinds."""
         name, version = self.registry.resolve(ref)
         full = f"{name}@{version}"
         model = self._models.get(full)
         if model is None:
+            self.meta(full)  # refuses the kinds served elsewhere
             model = self._models[full] = RegisteredModel.load(
                 self.registry, full, cache_size=self._cache_size
             )
@@ -69,13 +98,12 @@ def ml_router(models: ModelCache, authenticate: Callable[[Request], Awaitable[Pr
 
     @router.get("/models", summary="Every registered model version")
     async def list_models(principal: CurrentPrincipal) -> dict[str, Any]:
-        return {"models": models.registry.list()}
+        return {"models": models.list()}
 
     @router.get("/models/{ref}", summary="One model's metadata")
     async def show_model(principal: CurrentPrincipal, ref: Ref) -> dict[str, Any]:
         try:
-            name, version = models.registry.resolve(ref)
-            return models.registry.meta(f"{name}@{version}")
+            return models.meta(ref)
         except NotFoundError as exc:
             raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
 
@@ -85,6 +113,8 @@ def ml_router(models: ModelCache, authenticate: Callable[[Request], Awaitable[Pr
             model = models.get(body.model)
         except NotFoundError as exc:
             raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+        except OperationalError as exc:
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
         try:
             p = model.predict_proba(body.features)
         except BadInputError as exc:

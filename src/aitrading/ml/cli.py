@@ -125,7 +125,12 @@ def _summary(meta: dict[str, Any]) -> None:
 def train_cmd(
     symbol: Annotated[str, typer.Option(help="Symbol, e.g. EURUSD")],
     timeframe: Annotated[str, typer.Option(help="M1, M5, M15, M30, H1, H4 or D1")],
-    model: Annotated[str, typer.Option(help="lightgbm or xgboost")] = "lightgbm",
+    model: Annotated[
+        str, typer.Option(help="lightgbm, xgboost or lstm (needs the lstm extra: pip install -e '.[lstm]')")
+    ] = "lightgbm",
+    window: Annotated[
+        int | None, typer.Option(min=1, max=40, help="LSTM only: feature vectors per sample (default 16)")
+    ] = None,
     horizon: Annotated[int, typer.Option(min=1, help="Label horizon in bars")] = 1,
     feed: Annotated[str | None, typer.Option(help="Feed (broker server) of the stored bars")] = None,
     csv: Annotated[Path | None, typer.Option(help="Read bars from this CSV instead of the store")] = None,
@@ -153,6 +158,13 @@ def train_cmd(
         tf = Timeframe.parse(timeframe)
         if model not in MODEL_KINDS:
             raise BadInputError(f"unknown model {model!r}; use one of {', '.join(MODEL_KINDS)}")
+        params = None
+        if window is not None:
+            if model != "lstm":
+                raise BadInputError("--window applies to --model lstm only")
+            from aitrading.ml.models import default_params
+
+            params = default_params("lstm") | {"window": window}
         from_s, to_s = _epoch(from_, 0), _epoch(to, 253_402_300_800)
         if csv is not None:
             bars = [b for b in load_bars_csv(csv, symbol=symbol, timeframe=tf) if from_s <= b.time < to_s]
@@ -171,6 +183,7 @@ def train_cmd(
             n_splits=splits,
             embargo=embargo,
             min_train=min_train,
+            params=params,
             feed=feed_name,
             source=source,
         )

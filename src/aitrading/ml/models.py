@@ -1,9 +1,11 @@
-"""The model kinds the registry knows: gradient-boosted trees from LightGBM and XGBoost.
+"""The model kinds the registry knows: gradient-boosted trees from LightGBM and XGBoost, and an LSTM.
 
 `make_classifier` builds an untrained estimator with conservative defaults (shallow trees, slow learning,
 subsampling: FX direction has little signal and overfits easily), `save_model` writes its native text
 format (no pickle: an artifact is data, not code), and `load_predictor` reads it back as a function of
-one feature row → probability of class 1, tuned for single-row latency.
+one feature row → probability of class 1, tuned for single-row latency. The LSTM (`aitrading.ml.lstm`)
+needs the optional PyTorch extra; its rows are flat windows of feature vectors and its artifact a state
+dict of tensors.
 """
 
 from __future__ import annotations
@@ -27,9 +29,13 @@ __all__ = [
     "save_model",
 ]
 
-ModelKind = Literal["lightgbm", "xgboost"]
-MODEL_KINDS: tuple[ModelKind, ...] = ("lightgbm", "xgboost")
-ARTIFACT_FILES: Mapping[str, str] = {"lightgbm": "model.lgb.txt", "xgboost": "model.xgb.json"}
+ModelKind = Literal["lightgbm", "xgboost", "lstm"]
+MODEL_KINDS: tuple[ModelKind, ...] = ("lightgbm", "xgboost", "lstm")
+ARTIFACT_FILES: Mapping[str, str] = {
+    "lightgbm": "model.lgb.txt",
+    "xgboost": "model.xgb.json",
+    "lstm": "model.lstm.pt",
+}
 
 Predictor = Callable[[npt.NDArray[np.float64]], float]
 
@@ -64,6 +70,10 @@ def default_params(kind: str, seed: int = 7) -> dict[str, Any]:
             "n_jobs": 2,
             "eval_metric": "logloss",
         }
+    if kind == "lstm":
+        from aitrading.ml.lstm import default_lstm_params
+
+        return default_lstm_params(seed)
     raise BadInputError(f"unknown model kind {kind!r}; use one of {', '.join(MODEL_KINDS)}")
 
 
@@ -77,13 +87,21 @@ def make_classifier(kind: str, params: Mapping[str, Any]) -> Any:
         import xgboost
 
         return xgboost.XGBClassifier(**params)
+    if kind == "lstm":
+        from aitrading.ml.lstm import LSTMClassifier
+
+        return LSTMClassifier(params)
     raise BadInputError(f"unknown model kind {kind!r}; use one of {', '.join(MODEL_KINDS)}")
 
 
 def save_model(kind: str, estimator: Any, directory: Path) -> Path:
     """Write the trained `estimator` in its library's native format under `directory`; return the path."""
     path = directory / ARTIFACT_FILES[kind]
-    if kind == "lightgbm":
+    if kind == "lstm":
+        from aitrading.ml.lstm import save_lstm
+
+        save_lstm(estimator, path)
+    elif kind == "lightgbm":
         estimator.booster_.save_model(str(path))
     else:
         estimator.get_booster().save_model(str(path))
@@ -111,4 +129,8 @@ def load_predictor(kind: str, path: Path) -> Predictor:
             return float(xgb_booster.inplace_predict(row.reshape(1, -1))[0])
 
         return predict_xgb
+    if kind == "lstm":
+        from aitrading.ml.lstm import load_lstm_predictor
+
+        return load_lstm_predictor(path)
     raise BadInputError(f"unknown model kind {kind!r}; use one of {', '.join(MODEL_KINDS)}")

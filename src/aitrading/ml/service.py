@@ -2,7 +2,8 @@
 
 Training runs offline (`aitrading ml train`, see `aitrading.ml.train`) and writes to the registry under
 the platform's data dir; this service reads the registry and serves `aitrading.ml.api`. Loaded models
-keep an LRU of their predictions, so a repeated feature vector costs a dictionary lookup.
+keep an LRU of their predictions, so a repeated feature vector costs a dictionary lookup. LSTM models
+live in the same registry and are served by the `lstm` service (`aitrading.ml.lstm_service`, 8022).
 """
 
 from __future__ import annotations
@@ -38,5 +39,5 @@ class MLService(Service):
         authenticate: Callable[[Request], Awaitable[Principal]],
     ) -> None:
         super().__init__(checks)
-        self.models = ModelCache(ModelRegistry(registry_dir))
+        self.models = ModelCache(ModelRegistry(registry_dir), kinds=("lightgbm", "xgboost"))
         self.add_router(ml_router(self.models, authenticate))

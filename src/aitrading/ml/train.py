@@ -1,7 +1,8 @@
 """Train a model on stored bars: look-ahead checks, purged walk-forward evaluation, registration.
 
 `train(bars, request, registry, clock)`:
-1. refuses features or labels that peek ahead (`aitrading.ml.leakage`);
+1. refuses features or labels that peek ahead (`aitrading.ml.leakage`); for the LSTM the features are
+   windows of the feature vectors (`aitrading.ml.lstm.windowed`) and the check runs on the windows;
 2. builds the data set (features at bar close, labels = forward return net of costs);
 3. evaluates with purged walk-forward CV and an embargo, checking every fold for label overlap; pools the
    out-of-sample forecasts and scores them against the prior baseline, with a calibration curve;
@@ -106,7 +107,11 @@ def train(
         dict(request.params) if request.params is not None else default_params(request.kind, request.seed)
     )
     name = model_name(request.symbol, request.timeframe.name, request.kind, request.horizon)
-    make_classifier(request.kind, params)  # bad kind or params fail before the long part
+    make_classifier(request.kind, params)  # bad kind, params or a missing extra fail before the long part
+    if request.kind == "lstm":
+        from aitrading.ml.lstm import windowed
+
+        features = windowed(features, int(params["window"]))
     embargo = request.embargo if request.embargo is not None else request.horizon + 24
 
     progress("look-ahead checks", 0, 2)
