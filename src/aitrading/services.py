@@ -56,56 +56,88 @@ def _build(name: str, kernel: Kernel) -> Service:
             config=kernel.config.hub,
         )
     if name == "features":
+        from aitrading.common.auth import principal_dependency
         from aitrading.features.service import FeaturesService
 
-        return FeaturesService(checks)
+        assert kernel.bus is not None, "features need the bus (topology.RESOURCES)"
+        return FeaturesService(
+            checks,
+            bus=kernel.bus,
+            cache=kernel.cache,
+            clock=kernel.clock,
+            authenticate=principal_dependency(kernel.tokens),
+            config=kernel.config.features,
+        )
     if name == "config":
         from aitrading.config_service.service import ConfigService
 
         return ConfigService(checks, db=kernel.db, clock=kernel.clock, tokens=kernel.tokens, bus=kernel.bus)
     if name == "ml":
+        from aitrading.common.auth import principal_dependency
         from aitrading.ml.service import MLService
 
-        return MLService(checks)
+        return MLService(
+            checks,
+            registry_dir=kernel.config.storage.data_dir / "models",
+            authenticate=principal_dependency(kernel.tokens),
+        )
     if name == "decision":
-        from aitrading.decision.service import DecisionService
-
-        return DecisionService(checks)
+        return _decision(kernel, checks)
     if name == "notify":
         from aitrading.notify.service import NotifyService
 
         return NotifyService(checks)
+    if name == "lstm":
+        from aitrading.common.auth import principal_dependency
+        from aitrading.ml.lstm_service import LSTMService
+
+        return LSTMService(
+            checks,
+            registry_dir=kernel.config.storage.data_dir / "models",
+            authenticate=principal_dependency(kernel.tokens),
+        )
     raise ValueError(f"unknown service {name!r}")
 
 
 def _gateway(kernel: Kernel) -> Service:
-    """The gateway over every enabled service: in process where this kernel runs it, else over HTTP."""
-    from aitrading.common.auth import principal_dependency
+    """The gateway over every enabled service: in process where this kernel runs it, else over HTTP.
+
+    Users and programs authenticate with identity (access tokens, API keys); the platform's service tokens
+    keep working for service-to-service calls and the CLI. Identity's routes (login, refresh, MFA, JWKS,
+    users and keys) are mounted on the gateway, and identity starts and stops with it.
+    """
     from aitrading.common.tls import httpx_verify, service_url
     from aitrading.gateway.config import GatewayConfig
+    from aitrading.gateway.credentials import GatewayAuthenticator
+    from aitrading.gateway.identity import IdentityConfig, IdentityService, build_router
     from aitrading.gateway.service import GatewayService
+    from aitrading.storage.audit import AuditLog
 
     cfg = kernel.config
+    assert kernel.db is not None, "identity needs the database (topology.RESOURCES)"
+    assert kernel.cache is not None, "identity needs the cache (topology.RESOURCES)"
     names = [s for s in cfg.services.enabled if s != "gateway"]
     gateway = GatewayConfig()
     if not gateway.rate_limit.storage_url and cfg.storage.cache == "redis":
         # Split mode: every gateway process counts in the same Redis.
         rate_limit = gateway.rate_limit.model_copy(update={"storage_url": cfg.storage.redis_url})
         gateway = gateway.model_copy(update={"rate_limit": rate_limit})
-    audit = None
-    if kernel.db is not None:
-        from aitrading.storage.audit import AuditLog
-
-        audit = AuditLog(kernel.db, kernel.clock)
+    # One AuditLog for the gateway's and identity's events: it serialises its writers of a tenant's chain
+    # in process, which two instances would not (on SQLite the second append then fails).
+    audit = AuditLog(kernel.db, kernel.clock)
+    identity = IdentityService(
+        kernel.db, kernel.cache, kernel.clock, IdentityConfig.from_platform(cfg), audit_log=audit
+    )
     return GatewayService(
         {s: service_url(cfg, s) for s in names},
         in_process={s: kernel.services[s].app for s in names if s in kernel.services},
         tokens=kernel.tokens,
-        # Until identity lands: the platform's service tokens (`aitrading token`) authenticate callers.
-        authenticate=principal_dependency(kernel.tokens),
+        authenticate=GatewayAuthenticator(identity.authenticator, kernel.tokens, identity.ctx.audit),
         clock=kernel.clock,
         config=gateway,
         audit=audit,
+        extra_routers=[build_router(identity)],
+        components=[identity],
         verify=httpx_verify(cfg, "gateway"),
     )
 
@@ -148,4 +180,36 @@ def _engine(kernel: Kernel, checks: dict[str, Check]) -> Service:
         tokens=kernel.tokens,
         authenticate=principal_dependency(kernel.tokens),
         specs=DEFAULT_SPECS,  # the simulated broker's symbols; real terminals' specs: see README (planned)
+    )
+
+
+def _decision(kernel: Kernel, checks: dict[str, Check]) -> Service:
+    """The decision engine, sending its orders to the trading engine's risk check in this process.
+
+    In split mode the engine runs elsewhere and no engine client is wired yet: the service then runs its
+    shell and its status says so (README: planned).
+    """
+    from aitrading.common.auth import principal_dependency
+    from aitrading.decision.service import DecisionService
+    from aitrading.engine.service import EngineService
+    from aitrading.model.positions import Position
+
+    settings = kernel.config.decision
+    engine_service = kernel.services.get("engine")
+    if not isinstance(engine_service, EngineService) or kernel.bus is None:
+        return DecisionService(checks, authenticate=principal_dependency(kernel.tokens), settings=settings)
+    engine = engine_service.engine
+
+    def positions(symbol: str) -> list[Position]:
+        book = engine.book(settings.tenant, settings.account)
+        return [] if book is None else [p for p in book.positions.values() if p.symbol == symbol]
+
+    return DecisionService(
+        checks,
+        bus=kernel.bus,
+        clock=kernel.clock,
+        submit=engine.submit,
+        positions=positions,
+        settings=settings,
+        authenticate=principal_dependency(kernel.tokens),
     )

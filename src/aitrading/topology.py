@@ -11,7 +11,7 @@ from aitrading.common.errors import ConfigError
 __all__ = ["RESOURCES", "SERVICE_DEPENDENCIES", "start_order"]
 
 RESOURCES: Mapping[str, frozenset[str]] = {
-    "gateway": frozenset({"bus"}),
+    "gateway": frozenset({"bus", "db", "cache"}),
     "hub": frozenset({"bus"}),
     "bridge": frozenset({"bus", "db", "ticks", "cache"}),
     "engine": frozenset({"bus", "db"}),
@@ -21,6 +21,7 @@ RESOURCES: Mapping[str, frozenset[str]] = {
     "ml": frozenset({"bus", "db"}),
     "decision": frozenset({"bus"}),
     "notify": frozenset({"bus"}),
+    "lstm": frozenset({"bus"}),
 }
 """The shared resources a service uses in its process.
 
@@ -33,9 +34,10 @@ SERVICE_DEPENDENCIES: Mapping[str, frozenset[str]] = {
     "bridge": frozenset({"hub", "dbservice"}),
     "features": frozenset({"bridge"}),
     "ml": frozenset({"dbservice"}),
-    "decision": frozenset({"features", "ml"}),
+    "decision": frozenset({"features", "ml", "engine"}),
     "engine": frozenset({"dbservice", "config"}),
     "notify": frozenset({"engine"}),
+    "lstm": frozenset({"hub"}),
     "gateway": frozenset(SERVICE_NAMES) - {"gateway"},
 }
 """The services that must be ready before a service starts."""

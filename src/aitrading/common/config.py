@@ -13,7 +13,15 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -52,6 +60,7 @@ SERVICE_NAMES: tuple[str, ...] = (
     "ml",
     "decision",
     "notify",
+    "lstm",
 )
 
 
@@ -73,6 +82,7 @@ class ServicesConfig(_Section):
     ml: int = 8013
     decision: int = 8014
     notify: int = 8016
+    lstm: int = 8022
     enabled: tuple[str, ...] = SERVICE_NAMES
     ready_timeout_s: float = 30.0
 
@@ -231,6 +241,57 @@ class SimulatorConfig(_Section):
         return self
 
 
+def _comma_separated(value: object) -> object:
+    """Accept `"A, B"` (YAML, a plain environment value) as well as a list for a set of names."""
+    if isinstance(value, str):
+        return [s.strip() for s in value.split(",") if s.strip()]
+    return value
+
+
+class FeaturesConfig(_Section):
+    """Feature vectors (service 8011): one per closed bar always; also one per tick for `tick_symbols`.
+
+    Environment: `AITRADING_FEATURES__TICK_SYMBOLS='["EURUSD","GBPUSD"]'`.
+    """
+
+    tick_symbols: frozenset[str] = frozenset()
+    tick_timeframe: str = "M1"
+    """The bars whose latest vector per-tick vectors extend."""
+    cache_ttl_s: float | None = None
+
+    @field_validator("tick_symbols", mode="before")
+    @classmethod
+    def _names(cls, value: object) -> object:
+        return _comma_separated(value)
+
+    @field_validator("tick_timeframe")
+    @classmethod
+    def _timeframe(cls, value: str) -> str:
+        from aitrading.model.market import Timeframe
+
+        return Timeframe.parse(value).name
+
+
+class DecisionServiceConfig(_Section):
+    """The decision engine (service 8014): who trades, on which closed bars, with which strategies.
+
+    `strategies` is `name[:k=v,k=v];name…`, e.g. `sma_cross:fast=10,slow=20;rsi:period=14`. `tenant` is the
+    tenant's id (UUID; `aitrading tenants list`), `account` the MT5 login its agent declares. The service
+    trades only when tenant, account and strategies are set; otherwise it runs its shell and says why.
+    """
+
+    tenant: str = ""
+    account: str = ""
+    feed: str = "SIM"
+    symbols: str = "EURUSD"
+    timeframe: str = "H1"
+    strategies: str = ""
+    strategy: str = "ensemble"
+    """The name signals carry (`sig.<tenant>.<strategy>`) and the engine's per-strategy risk limits key."""
+    threshold: float = 0.0
+    max_failures: int = 3
+
+
 class HubConfig(_Section):
     """Heartbeats and error reports to the central hub, and how the hub judges them."""
 
@@ -293,6 +354,8 @@ class PlatformConfig(BaseSettings):
     bridge: BridgeConfig = Field(default_factory=BridgeConfig)
     hub: HubConfig = Field(default_factory=HubConfig)
     agent: AgentConfig = Field(default_factory=AgentConfig)
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+    decision: DecisionServiceConfig = Field(default_factory=DecisionServiceConfig)
 
     @classmethod
     def settings_customise_sources(

@@ -17,13 +17,13 @@ from typing import Any
 
 import structlog
 from fastapi import APIRouter, Depends, Request
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from aitrading.common.auth import Principal
 from aitrading.common.bus import Bus
 from aitrading.common.bus.base import Subscription
 from aitrading.common.bus.codec import Message
 from aitrading.common.clock import Clock
+from aitrading.common.config import DecisionServiceConfig
 from aitrading.common.service import Check, Service
 from aitrading.decision.engine import DecisionConfig, DecisionEngine, PositionsFn, SubmitFn
 from aitrading.model.ids import ClientOrderIdGenerator, bar_subject
@@ -37,23 +37,8 @@ __all__ = ["DecisionPipeline", "DecisionService", "DecisionSettings", "parse_str
 _log = structlog.get_logger("decision")
 
 
-class DecisionSettings(BaseSettings):
-    """`AITRADING_DECISION_*`: who trades, on which bars, with which strategies.
-
-    `strategies` is `name[:k=v,k=v];name…`, e.g. `sma_cross:fast=10,slow=20;rsi:period=14`.
-    """
-
-    model_config = SettingsConfigDict(env_prefix="AITRADING_DECISION_", frozen=True)
-
-    tenant: str = ""
-    account: str = ""
-    feed: str = "SIM"
-    symbols: str = "EURUSD"
-    timeframe: str = "H1"
-    strategies: str = ""
-    strategy: str = "ensemble"
-    threshold: float = 0.0
-    max_failures: int = 3
+DecisionSettings = DecisionServiceConfig
+"""The `decision` section of the platform config (`AITRADING_DECISION__TENANT`, …)."""
 
 
 def parse_strategies(text: str) -> list[tuple[str, dict[str, str]]]:

@@ -16,18 +16,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable
-from typing import Annotated
 
 import structlog
 from fastapi import Request
-from pydantic import field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from aitrading.common.auth import Principal
 from aitrading.common.bus import Bus
 from aitrading.common.bus.base import Subscription
 from aitrading.common.bus.codec import Message, encode
 from aitrading.common.clock import Clock
+from aitrading.common.config import FeaturesConfig
 from aitrading.common.service import Check, Service
 from aitrading.features.api import features_router
 from aitrading.features.messages import (
@@ -48,28 +46,6 @@ _log = structlog.get_logger("features")
 
 TICK_FEATURE_NAMES = ("tick_spread_bps", "tick_ret", "tick_age_s")
 """Added to the latest bar vector in per-tick vectors."""
-
-
-class FeaturesConfig(BaseSettings):
-    """Per-tick vectors: `AITRADING_FEATURES_TICK_SYMBOLS=EURUSD,GBPUSD` (empty: bar close only)."""
-
-    model_config = SettingsConfigDict(env_prefix="AITRADING_FEATURES_", frozen=True)
-
-    tick_symbols: Annotated[frozenset[str], NoDecode] = frozenset()
-    tick_timeframe: str = "M1"
-    cache_ttl_s: float | None = None
-
-    @field_validator("tick_symbols", mode="before")
-    @classmethod
-    def _comma_separated(cls, value: object) -> object:
-        if isinstance(value, str):
-            return frozenset(s.strip() for s in value.split(",") if s.strip())
-        return value
-
-    @field_validator("tick_timeframe")
-    @classmethod
-    def _timeframe(cls, value: str) -> str:
-        return Timeframe.parse(value).name
 
 
 class FeaturePipeline:

@@ -6,8 +6,9 @@
 - `/api/v1/gateway/upstreams` shows breakers and bulkheads; `/metrics` exports them too.
 - `/health/ready` aggregates the readiness of every service the platform started (over HTTP, the same in
   all-in-one and split), so one URL tells whether the platform works.
-- Identity's routes (login, refresh, JWKS) are mounted through `extra_routers`; health, login and JWKS
-  are the only routes without authentication.
+- Identity's routes (login, refresh, MFA, JWKS, users, keys) are mounted through `extra_routers` and
+  identity starts with the gateway (`components`). Without authentication: health, metrics, version, the
+  OpenAPI docs, login/refresh/logout (they carry their own credential) and the JWKS.
 
 Design and figures: docs/adr/0011-gateway.md.
 """
@@ -26,6 +27,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from aitrading.common.auth import TokenService
 from aitrading.common.clock import Clock, LiveClock
+from aitrading.common.lifecycle import Component
 from aitrading.common.service import Service, make_app
 from aitrading.gateway.api import ProxyRoute, gateway_router
 from aitrading.gateway.audit import AuditSink, SecurityAuditor
@@ -98,15 +100,18 @@ class GatewayService(Service):
         audit: AuditSink | None = None,
         limiter: TenantRateLimiter | None = None,
         extra_routers: Sequence[APIRouter] = (),
+        components: Sequence[Component] = (),
         readiness_timeout_s: float = 2.0,
         verify: ssl.SSLContext | bool = True,
     ) -> None:
         """Front `upstreams` (name → base URL); call those in `in_process` (name → ASGI app) directly.
 
         `verify` is httpx's: the TLS context that checks the services' certificates (and presents the
-        gateway's client certificate under mTLS) when they serve HTTPS.
+        gateway's client certificate under mTLS) when they serve HTTPS. `components` (identity) start
+        with the gateway, in order, and stop after it in reverse order.
         """
         super().__init__()
+        self.components = tuple(components)
         self.config = cfg = config or GatewayConfig()
         self.clock = clock or LiveClock()
         self._urls = dict(upstreams)
@@ -203,6 +208,8 @@ class GatewayService(Service):
         return self._app
 
     async def _on_start(self) -> None:
+        for component in self.components:
+            await component.start()
         self._client = httpx.AsyncClient(
             timeout=self._readiness_timeout, trust_env=False, verify=self._verify
         )
@@ -216,6 +223,8 @@ class GatewayService(Service):
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+        for component in reversed(self.components):
+            await component.stop()
 
     async def upstream_readiness(self) -> dict[str, Any]:
         """Ask every upstream's `/health/ready`; return {service: {ready, status, detail}}."""

@@ -16,9 +16,11 @@ from aitrading.common.bus import Bus
 from aitrading.common.bus.codec import Message
 from aitrading.common.bus.memory import MemoryBus
 from aitrading.common.clock import TestClock
+from aitrading.common.config import FeaturesConfig, load_config
+from aitrading.common.errors import ConfigError
 from aitrading.features.indicators import batch
 from aitrading.features.messages import FeatureVector, feature_pattern, feature_subject
-from aitrading.features.service import FeaturesConfig, FeaturesService
+from aitrading.features.service import FeaturesService
 from aitrading.features.vectors import FEATURE_NAMES, FEATURE_SET_VERSION, FeatureEngine, compute_batch
 from aitrading.ml.data import load_bars_csv
 from aitrading.model.ids import bar_subject, tick_subject
@@ -258,17 +260,18 @@ async def test_tick_vectors_are_published_only_for_configured_symbols(bus: Bus, 
     assert {k: vector.values[k] for k in FEATURE_NAMES} == bar_row
 
 
-def test_tick_symbols_are_configured_from_a_comma_separated_environment_variable(
+def test_tick_symbols_are_configured_in_the_platform_config_as_a_list_or_comma_separated(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("AITRADING_FEATURES_TICK_SYMBOLS", "EURUSD, GBPUSD.r,")
-    monkeypatch.setenv("AITRADING_FEATURES_TICK_TIMEFRAME", "m5")
-    cfg = FeaturesConfig()
+    monkeypatch.setenv("AITRADING_FEATURES__TICK_SYMBOLS", '["EURUSD", "GBPUSD.r"]')
+    monkeypatch.setenv("AITRADING_FEATURES__TICK_TIMEFRAME", "m5")
+    cfg = load_config().features
     assert cfg.tick_symbols == frozenset({"EURUSD", "GBPUSD.r"})
     assert cfg.tick_timeframe == "M5"
-    monkeypatch.setenv("AITRADING_FEATURES_TICK_TIMEFRAME", "M7")
-    with pytest.raises(ValueError, match="unknown timeframe 'M7'"):
-        FeaturesConfig()
+    assert FeaturesConfig(tick_symbols="EURUSD, GBPUSD.r,").tick_symbols == frozenset({"EURUSD", "GBPUSD.r"})  # type: ignore[arg-type]
+    monkeypatch.setenv("AITRADING_FEATURES__TICK_TIMEFRAME", "M7")
+    with pytest.raises(ConfigError, match="unknown timeframe 'M7'"):
+        load_config()
 
 
 async def test_a_bar_with_inconsistent_prices_is_dropped_and_the_series_goes_on(

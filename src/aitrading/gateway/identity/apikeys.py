@@ -20,6 +20,8 @@ from datetime import datetime, timedelta
 from typing import Final
 
 import sqlalchemy as sa
+import structlog
+from sqlalchemy.exc import SQLAlchemyError
 
 from aitrading.common.auth import Principal
 from aitrading.common.errors import NotFoundError, PermissionDeniedError
@@ -29,6 +31,8 @@ from aitrading.gateway.identity.tiers import quota_of
 from aitrading.gateway.identity.tokens import TokenRejected, hash_secret
 from aitrading.storage.oltp import Tenant, User, set_tenant
 from aitrading.storage.oltp.models_identity import ApiKey
+
+_log = structlog.get_logger("gateway.identity.apikeys")
 
 __all__ = ["API_KEY_PREFIX", "SCOPE_ROLE_PREFIX", "ApiKeyStore", "parse_api_key"]
 
@@ -186,14 +190,32 @@ class ApiKeyStore:
             if user.disabled or tenant.disabled or user.role != "api_user":
                 raise TokenRejected("API key's user or tenant is disabled", tenant=tid)
             last = self._touched.get(row.id)
-            if last is None or ctx.clock.monotonic_ns() - last >= ctx.config.api_key_touch_s * 1_000_000_000:
-                row.last_used_at = now
-                self._touched[row.id] = ctx.clock.monotonic_ns()
+            touch = (
+                last is None or ctx.clock.monotonic_ns() - last >= ctx.config.api_key_touch_s * 1_000_000_000
+            )
+            row_id, row_tenant = row.id, row.tenant_id
             roles = {"api_user", *(SCOPE_ROLE_PREFIX + sc for sc in row.scope_set)}
             principal = Principal(subject=str(user.id), tenant=tid, roles=frozenset(roles), tier=tenant.tier)
             expires_at = row.expires_at
+        if touch:
+            await self._touch(row_id, row_tenant, now)
         self._remember(digest, _Cached(key_id, principal, expires_at, 0))
         return principal, key_id
+
+    async def _touch(self, key_id: uuid.UUID, tenant: uuid.UUID, now: datetime) -> None:
+        """Record `last_used_at` in a write transaction of its own; a failure must not refuse the key.
+
+        Writing in the read transaction above made SQLite answer "database is locked" (a read transaction
+        cannot become a writer once another connection committed), turning a valid key into a 503.
+        """
+        ctx = self._ctx
+        try:
+            async with ctx.db.session(tenant) as s:
+                await s.execute(sa.update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))
+        except SQLAlchemyError as exc:
+            _log.warning("api_key_touch_failed", key=str(key_id), error=f"{type(exc).__name__}: {exc}"[:300])
+            return
+        self._touched[key_id] = ctx.clock.monotonic_ns()
 
     def _remember(self, digest: str, entry: _Cached) -> None:
         now_ns = self._ctx.clock.monotonic_ns()

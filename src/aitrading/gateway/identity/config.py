@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from aitrading.common.config import PlatformConfig
+from aitrading.common.config import DEV_SECRET_PREFIX, PlatformConfig
+from aitrading.common.errors import ConfigError
 
 __all__ = ["IdentityConfig"]
 
@@ -67,6 +68,16 @@ class IdentityConfig:
 
     @classmethod
     def from_platform(cls, config: PlatformConfig, **overrides: object) -> IdentityConfig:
-        """Build the settings from the root config (`security.secret_key`) plus `overrides`."""
+        """Build the settings from the root config (`security.secret_key`) plus `overrides`.
+
+        Outside development and test the secret that encrypts the signing keys and TOTP secrets must not be
+        the development default (the root config refuses it too; a config built with `model_construct` or
+        `model_copy` skips that validator, this check does not).
+        """
         secret = config.security.secret_key.get_secret_value()
+        if config.mode == "production" and (not secret or secret.startswith(DEV_SECRET_PREFIX)):
+            raise ConfigError(
+                "production mode needs a real security.secret_key (AITRADING_SECURITY__SECRET_KEY): it "
+                "encrypts the gateway's signing keys and the users' TOTP secrets"
+            )
         return cls(secret_key=secret, **overrides)  # type: ignore[arg-type]

@@ -77,7 +77,11 @@ def _install_sqlite_pragmas(engine: AsyncEngine, *, wal: bool) -> None:
 
     @sa.event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: sa.Connection) -> None:
-        connection.exec_driver_sql("BEGIN")
+        # IMMEDIATE takes the write lock up front (waiting up to busy_timeout for it). With a plain BEGIN a
+        # transaction that reads and then writes fails at once with "database is locked" once another writer
+        # has committed meanwhile: SQLite cannot upgrade a stale read snapshot, and no busy wait helps.
+        # Readers outside transactions are unaffected (WAL).
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 class Database(Component):
