@@ -95,7 +95,9 @@ def configure_logging(level: str = "INFO", *, json: bool = True, service: str | 
         processors=[
             *shared,
             structlog.processors.StackInfoRenderer(),
-            structlog.processors.format_exc_info if json else structlog.processors.ExceptionPrettyPrinter(),
+            structlog.processors.format_exc_info
+            if json
+            else structlog.processors.ExceptionPrettyPrinter(file=_STDERR),  # type: ignore[arg-type]
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(lvl),
