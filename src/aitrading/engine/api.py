@@ -56,6 +56,7 @@ from aitrading.model.values import PRICE_SCALE, VOLUME_SCALE
 __all__ = ["TRADING_ROLES", "engine_router"]
 
 TRADING_ROLES = ("portfolio_manager", "tenant_admin", "api_user", "platform_admin")
+UNPROCESSABLE = 422  # Starlette renamed its constant (…_ENTITY → …_CONTENT); the number is the contract
 
 Authenticate = Callable[[Request], Awaitable[Principal]]
 
@@ -65,7 +66,7 @@ def _raw(value: Decimal | None, scale: int, what: str) -> int:
         return 0
     scaled = value * scale
     if scaled != scaled.to_integral_value():
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"{what} {value} has too many decimals")
+        raise HTTPException(UNPROCESSABLE, f"{what} {value} has too many decimals")
     return int(scaled)
 
 
@@ -107,7 +108,7 @@ def engine_router(  # noqa: PLR0915  # one small closure per route
             text=result.text,
             order=order_public(result.order),
         )
-        code = status.HTTP_422_UNPROCESSABLE_ENTITY if result.denied else status.HTTP_202_ACCEPTED
+        code = UNPROCESSABLE if result.denied else status.HTTP_202_ACCEPTED
         return JSONResponse(body.model_dump(), status_code=code)
 
     @router.get("/accounts", response_model=list[AccountPublic], summary="The tenant's trading accounts")
@@ -288,7 +289,7 @@ def engine_router(  # noqa: PLR0915  # one small closure per route
         try:
             limits = msgspec.json.decode(await request.body(), type=RiskLimits)
         except (msgspec.ValidationError, msgspec.DecodeError, ValueError) as exc:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"invalid limits: {exc}") from None
+            raise HTTPException(UNPROCESSABLE, f"invalid limits: {exc}") from None
         tenant = TenantId(principal.tenant or "")
         if scope is RiskScope.TENANT and scope_id != tenant:
             raise HTTPException(
