@@ -10,8 +10,8 @@ Data (real, from ../shared/data; nothing generated):
 
 Contenders, measured in this run, same data, zero costs:
 - ours: SMA 10/20 cross on bars, EMA 50/200 cross on ticks (mid), through the whole live path (strategy,
-  decision engine, trading engine with its risk check, order rows and audit chain in SQLite, simulated
-  broker with exact money);
+  decision engine, trading engine with its risk check, order rows and hash-chained audit events kept by
+  the engine's in-memory persistence ports (`engine.memory`), simulated broker with exact money);
 - backtesting.py: its SmaCross (`crossover`) on the same bars (it has no tick mode);
 - NautilusTrader: its example `EMACross` on the same bars (EMA 10/20: it ships no SMA-cross example) and on
   the same quotes with 1-tick mid bars (EMA 50/200 per tick).

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
-from urllib.parse import urlparse
 
 import asyncpg
 import pytest
@@ -18,7 +16,6 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from aitrading.storage.oltp import (
-    AppRole,
     Base,
     Database,
     Device,
@@ -48,45 +45,6 @@ LOOKUP_POLICIES = {("devices", "device_lookup")} | {
     if t.name in {"api_keys", "refresh_tokens"}
 }
 EXPECTED_POLICIES = {(t, "tenant_isolation") for t in TENANT_OWNED} | LOOKUP_POLICIES
-
-
-def asyncpg_dsn(url: str) -> str:
-    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
-
-
-@pytest.fixture
-async def migrated_db(fresh_postgres_db: str) -> str:
-    await upgrade(fresh_postgres_db)
-    return fresh_postgres_db
-
-
-@pytest.fixture
-async def admin(migrated_db: str) -> AsyncIterator[asyncpg.Connection]:
-    """A superuser connection to the test database (bypasses row-level security, as superusers do)."""
-    conn = await asyncpg.connect(asyncpg_dsn(migrated_db))
-    try:
-        yield conn
-    finally:
-        await conn.close()
-
-
-@pytest.fixture
-async def app_role(migrated_db: str, admin: asyncpg.Connection) -> AsyncIterator[str]:
-    """The application role as the migrations provision it: no ownership, superuser or BYPASSRLS; DML only."""
-    role = f"aitrading_app_{uuid.uuid4().hex[:10]}"
-    await upgrade(migrated_db, app_role=AppRole(role, "test-only"))
-    try:
-        yield role
-    finally:
-        await admin.execute(f"DROP OWNED BY {role}")
-        await admin.execute(f"DROP ROLE {role}")
-
-
-@pytest.fixture
-def app_url(migrated_db: str, app_role: str) -> str:
-    parsed = urlparse(migrated_db)
-    host = f"{parsed.hostname}:{parsed.port or 5432}"
-    return f"postgresql+asyncpg://{app_role}:test-only@{host}{parsed.path}"
 
 
 async def seed_two_tenants(admin: asyncpg.Connection) -> tuple[uuid.UUID, uuid.UUID]:

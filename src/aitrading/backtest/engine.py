@@ -1,10 +1,11 @@
 """The backtester: replayed quotes through the live components — strategies → decision engine → trading
 engine (risk check, books, audit) → simulated venue (`SimBroker`) — on the in-process bus and a test clock.
 
-Nothing here decides or books anything itself: it builds the same objects the platform runs live (an
-engine on a private SQLite database, the decision engine, the simulated broker behind an agent-like
-venue), moves the clock to each quote's time and hands the quote to them in the live order: trading
-engine, venue (which executes the commands that were waiting for a quote), strategies, decision engine.
+Nothing here decides or books anything itself: it builds the same objects the platform runs live (the
+trading engine — with its persistence ports in memory, `engine.memory`, the audit still hash-chained —
+the decision engine, the simulated broker behind an agent-like venue), moves the clock to each quote's
+time and hands the quote to them in the live order: trading engine, venue (which executes the commands
+that were waiting for a quote), strategies, decision engine.
 A command made at a bar's close therefore fills at the next bar's open, as it would live.
 
 Two drivers over the same objects: `run_ticks`/`run_bars` call the components directly (fast), while
@@ -14,14 +15,12 @@ bus subscriptions, as in paper trading. Both produce the same orders for the sam
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 import time
+import uuid
 from array import array
 from collections.abc import AsyncIterable, Callable, Iterable, Sequence
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -34,7 +33,7 @@ from aitrading.common.clock import TestClock
 from aitrading.common.errors import BadInputError
 from aitrading.decision.engine import DecisionConfig, DecisionEngine, RegimeConfig
 from aitrading.engine.engine import TradingEngine
-from aitrading.engine.store import EngineStore
+from aitrading.engine.memory import MemoryAudit, MemoryStore, MemoryWriter
 from aitrading.model.deals import Deal
 from aitrading.model.ids import AccountId, ClientOrderIdGenerator, TenantId, tick_subject
 from aitrading.model.market import Bar, Tick, Timeframe
@@ -44,12 +43,13 @@ from aitrading.mt5 import constants as c
 from aitrading.mt5.sim.account import ExecutionSettings, SimAccount
 from aitrading.mt5.sim.broker import SimBroker
 from aitrading.mt5.specs import DEFAULT_SPECS
-from aitrading.storage.audit import AuditLog
-from aitrading.storage.oltp import Database, ensure_tenant
 from aitrading.strategies.base import OrderIntent, Strategy
 from aitrading.strategies.loader import SafeStrategy
 
 __all__ = ["Backtest", "BacktestConfig", "Costs", "EquityPoint"]
+
+_TENANT = TenantId(str(uuid.uuid5(uuid.NAMESPACE_URL, "aitrading:backtest")))
+"""The tenant of every backtest (its books live only in the run's memory)."""
 
 Progress = Callable[[int], None]
 
@@ -111,9 +111,7 @@ class _Context:
 class Backtest:
     """One backtest run; `async with Backtest(...) as bt: await bt.run_bars(bars)`."""
 
-    def __init__(
-        self, config: BacktestConfig, strategies: Sequence[Strategy[Any]], *, workdir: Path | None = None
-    ):
+    def __init__(self, config: BacktestConfig, strategies: Sequence[Strategy[Any]]):
         if config.symbol not in DEFAULT_SPECS:
             known = ", ".join(sorted(DEFAULT_SPECS))
             raise BadInputError(f"unknown symbol {config.symbol!r}; the simulated broker trades {known}")
@@ -131,10 +129,6 @@ class Backtest:
         self.spread_raw = costs.spread_points * spec.point_raw
         self.strategies = [SafeStrategy(s, max_failures=config.max_failures) for s in strategies]
         self._raw = list(strategies)
-        self._tmp = (
-            tempfile.TemporaryDirectory(prefix="aitrading-bt-", dir=_scratch()) if workdir is None else None
-        )
-        self._dir = workdir or Path(self._tmp.name)  # type: ignore[union-attr]
         self.clock = TestClock(0)
         self.bus = MemoryBus(streams=())
         self.equity: list[EquityPoint] = []
@@ -152,18 +146,18 @@ class Backtest:
         await self.stop()
 
     async def start(self) -> None:
-        """Build and start the components: database, engine, venue, decision engine."""
+        """Build and start the components: engine (persistence in memory), venue, decision engine."""
         cfg = self.config
-        self.db = Database(
-            f"sqlite+aiosqlite:///{self._dir / 'backtest.sqlite'}", clock=self.clock, migrate_on_start=True
-        )
-        await self.db.start()
-        async with self.db.session() as s:
-            self.tenant = TenantId(str((await ensure_tenant(s, "backtest", "Backtest")).id))
+        self.tenant = _TENANT
         await self.bus.connect()
-        self.audit = AuditLog(self.db, self.clock)
+        self.store, self.audit = MemoryStore(), MemoryAudit(self.clock)
         self.engine = TradingEngine(
-            self.bus, EngineStore(self.db, self.clock), self.audit, self.clock, self.specs
+            self.bus,
+            self.store,
+            self.audit,
+            self.clock,
+            self.specs,
+            writer=MemoryWriter(self.store, self.audit),
         )
         await self.engine.start()
         account = AccountId(cfg.account)
@@ -213,13 +207,10 @@ class Backtest:
             wrapped.on_start(self.ctx)
 
     async def stop(self) -> None:
-        """Stop the components and remove the private database."""
+        """Stop the components."""
         await self.venue.stop()
         await self.engine.stop()
         await self.bus.close()
-        await self.db.stop()
-        if self._tmp is not None:
-            self._tmp.cleanup()
 
     def _positions(self, symbol: str) -> list[Position]:
         book = self.engine.book(self.tenant, self.config.account)
@@ -353,10 +344,3 @@ async def _aiter(items: Iterable[Tick] | AsyncIterable[Tick]) -> Any:
     else:
         for item in items:
             yield item
-
-
-def _scratch() -> str | None:
-    """Where the run's private database goes: memory-backed /dev/shm when there is one (a backtest's books
-    are thrown away at the end, so paying for fsync would only slow it down)."""
-    shm = Path("/dev/shm")  # noqa: S108 - a private TemporaryDirectory is made inside it
-    return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None

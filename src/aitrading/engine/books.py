@@ -11,9 +11,12 @@ agent's `AccountSnapshot` and adopts what the terminal says.
 from __future__ import annotations
 
 import collections
+import functools
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from fractions import Fraction
+
+import msgspec
 
 from aitrading.common.bus.codec import Message
 from aitrading.engine.limits import RiskState
@@ -29,14 +32,14 @@ from aitrading.model.positions import (
     ProfitFn,
     apply_deal_hedging,
     apply_deal_netting,
-    mark,
 )
 from aitrading.model.symbols import SymbolSpec
-from aitrading.model.values import VOLUME_SCALE
+from aitrading.model.values import PRICE_SCALE, VOLUME_SCALE, money
 
 __all__ = ["AccountBook", "account_profit_fn"]
 
 _ZERO = Decimal(0)
+_MEMO_MAX = 4096
 
 
 def account_profit_fn(
@@ -45,20 +48,35 @@ def account_profit_fn(
     """Return the profit function of an account: MT5's profit of a position in the account currency."""
 
     def profit(symbol: str, side: Side, volume: int, price_open: Fraction, price_close: Fraction) -> Decimal:
+        # (close − open) × sign × lots × contract size × rate, rounded by `calc.to_money`; kept as one
+        # numerator over one denominator because it runs for every position on every tick.
         spec = specs(symbol)
-        amount = (
-            (price_close - price_open)
-            * side.sign
-            * Fraction(volume, VOLUME_SCALE)
-            * Fraction(spec.contract_size)
-        )
-        loss = amount < 0
-        rate = calc.conversion_rate(
-            spec.currency_profit, currency, rates, use_ask_direct=loss, use_ask_inverse=not loss
-        )
-        return calc.to_money(amount * rate, digits)
+        size_num, size_den = _ratio(spec.contract_size)
+        diff = price_close - price_open
+        num = diff.numerator * side.sign * volume * size_num
+        den = diff.denominator * VOLUME_SCALE * size_den
+        if spec.currency_profit != currency:  # else the rate is exactly 1
+            loss = num < 0
+            rate = calc.conversion_rate(
+                spec.currency_profit, currency, rates, use_ask_direct=loss, use_ask_inverse=not loss
+            )
+            num, den = num * rate.numerator, den * rate.denominator
+        return money_of(num, den, digits)
 
     return profit
+
+
+def money_of(num: int, den: int, digits: int) -> Decimal:
+    """Return `calc.to_money(Fraction(num, den), digits)` (den > 0) without building the fraction."""
+    q, r = divmod(abs(num) * 10**digits, den)
+    if 2 * r >= den:
+        q += 1
+    return money(Decimal(-q if num < 0 else q).scaleb(-digits), digits)
+
+
+@functools.lru_cache(maxsize=1024)
+def _ratio(value: Decimal) -> tuple[int, int]:
+    return value.as_integer_ratio()
 
 
 class AccountBook:
@@ -82,6 +100,7 @@ class AccountBook:
         self.day = -1
         self.day_start_equity = state.equity
         self.recent_orders: collections.deque[int] = collections.deque()
+        self._open_prices: dict[tuple[Decimal, int], Fraction] = {}
         self.online = False
 
     @property
@@ -172,7 +191,18 @@ class AccountBook:
             if position.symbol != symbol:
                 continue
             price = bid if position.type is Side.BUY else ask
-            marked = mark(position, price, profit_fn, ts_ns)
+            # `positions.mark`, with the exact open price memoised: parsing the cost back each tick would
+            # cost more than the valuation itself.
+            profit = profit_fn(
+                symbol,
+                position.type,
+                position.volume,
+                self._price_open(position),
+                Fraction(price, PRICE_SCALE),
+            )
+            marked = msgspec.structs.replace(
+                position, price_current=price, profit=profit, time_update_ns=ts_ns or position.time_update_ns
+            )
             if marked.profit != position.profit:
                 changed = True
             self.positions[ident] = marked
@@ -189,6 +219,15 @@ class AccountBook:
         """Take the terminal's account state and positions as the books' own (after reconciliation)."""
         self.state = state
         self.positions = dict(positions)
+
+    def _price_open(self, position: Position) -> Fraction:
+        key = (position.cost, position.volume)
+        found = self._open_prices.get(key)
+        if found is None:
+            if len(self._open_prices) > _MEMO_MAX:
+                self._open_prices.clear()
+            found = self._open_prices[key] = position.price_open
+        return found
 
     def _floating(self) -> Decimal:
         return sum((p.profit + p.swap for p in self.positions.values()), _ZERO)

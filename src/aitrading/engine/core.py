@@ -20,6 +20,7 @@ from aitrading.common.bus import Bus, Subscription
 from aitrading.common.bus.codec import Message
 from aitrading.common.clock import Clock
 from aitrading.engine.books import AccountBook, account_profit_fn
+from aitrading.engine.ports import AuditTrail, BookStore, OrderLog
 from aitrading.engine.risk import RiskEngine
 from aitrading.engine.store import EngineStore
 from aitrading.engine.writer import OrderWriter
@@ -79,21 +80,26 @@ class EngineCore:
     def __init__(
         self,
         bus: Bus,
-        store: EngineStore,
-        audit: AuditLog,
+        store: BookStore,
+        audit: AuditTrail,
         clock: Clock,
         specs: Mapping[str, SymbolSpec],
         *,
         market_open: MarketOpenFn | None = None,
+        writer: OrderLog | None = None,
     ) -> None:
         self._bus = bus
-        self._store = store
-        self._audit = audit
+        self._store: BookStore = store
+        self._audit: AuditTrail = audit
         self._clock = clock
         self._specs = dict(specs)
         self._account_specs: dict[tuple[str, str], dict[str, SymbolSpec]] = {}
         self._market_open = market_open or (lambda _feed, _symbol, _now: True)
-        self._writer = OrderWriter(store, audit)
+        if writer is None:  # the database's group-commit writer (`engine.memory` brings its own)
+            if not isinstance(store, EngineStore) or not isinstance(audit, AuditLog):
+                raise TypeError("pass writer= with a store and audit log that are not the database's")
+            writer = OrderWriter(store, audit)
+        self._writer: OrderLog = writer
         self.risk = RiskEngine(clock)
         self.books: dict[tuple[str, str], AccountBook] = {}
         self._by_feed: dict[str, list[AccountBook]] = {}

@@ -51,7 +51,8 @@ POSITION_CLOSED_RETCODE = 10036  # TRADE_RETCODE_POSITION_CLOSED: no open positi
 class TradingEngine(Execution):
     """Orders, risk, execution through agents, books and reconciliation for every tenant's accounts.
 
-    Built as `TradingEngine(bus, store, audit, clock, specs, market_open=...)`; the state and plumbing are in
+    Built as `TradingEngine(bus, store, audit, clock, specs, market_open=...)` on the database, or with the
+    in-memory ports and `writer=` (`engine.memory`, for backtests); the state and plumbing are in
     `engine.core`, the handling of reports, snapshots and presence in `engine.execution`.
     """
 

@@ -94,3 +94,19 @@ async def test_slippage_moves_fills_against_the_trader_by_at_most_the_configured
             slips.append(slip)
         assert all(0 <= s <= 5 for s in slips)
         assert any(s > 0 for s in slips)
+
+
+async def test_the_audit_chain_of_a_backtest_verifies_and_books_every_deal_once() -> None:
+    async with Backtest(
+        BacktestConfig(symbol="EURUSD"), [load_strategy("sma_cross", {"fast": "2", "slow": "3"})]
+    ) as bt:
+        await bt.run_bars(bars(ZIGZAG))
+        deals = bt.deals()
+        assert deals
+        records = bt.audit.records(bt.tenant)
+        assert bt.audit.verify(bt.tenant).ok
+        assert [r.seq for r in records] == list(range(1, len(records) + 1))
+        booked = [r.payload_dict()["ticket"] for r in records if r.kind == "deal.booked"]
+        assert sorted(booked) == sorted(d.ticket for d in deals)
+        submitted = [r for r in records if r.kind == "order.submitted"]
+        assert len(submitted) == bt.engine.counters["submitted"]

@@ -30,7 +30,7 @@ from aitrading.model.enums import DealEntry, DealType, OrderState, OrderTime, Or
 from aitrading.model.market import Tick
 from aitrading.model.positions import Position, apply_deal_hedging, apply_deal_netting, netting_entry
 from aitrading.model.symbols import SymbolSpec
-from aitrading.model.values import VOLUME_SCALE
+from aitrading.model.values import VOLUME_SCALE, money
 from aitrading.mt5 import constants as c
 from aitrading.mt5.sim.account import ExecutionSettings, SimAccount
 from aitrading.mt5.sim.book import Book, BookOrder
@@ -118,33 +118,28 @@ class Ledger:
         return to_money(amount * rate, self.account.currency_digits)
 
     def _symbol_margin(self, spec: SymbolSpec, side: Side, volume: int, price_raw: int) -> Fraction:
-        ccy, account = spec.currency_margin, self.account.currency
-        # The margin depends only on these and the quotes that convert the margin currency.
-        key = (
-            spec.name,
-            side,
-            volume,
-            price_raw,
-            self.quotes.quote(ccy + account),
-            self.quotes.quote(account + ccy),
-        )
-        cached = self._margin_memo.get(key)
-        if cached is not None:
-            return cached
-        if len(self._margin_memo) > _MEMO_MAX:
-            self._margin_memo.clear()
-        amount = self._margin_memo[key] = self._exact_margin(spec, side, volume, price_raw)
-        return amount
-
-    def _exact_margin(self, spec: SymbolSpec, side: Side, volume: int, price_raw: int) -> Fraction:
-        return margin_exact(
-            spec,
-            side,
-            volume,
-            price_raw,
-            leverage=self.account.leverage,
-            account_currency=self.account.currency,
-            rates=self.quotes,
+        # `margin_exact` is the margin in the margin currency times the rate converting it (at the ask for
+        # BUY, the bid for SELL). The first factor depends only on these arguments and is memoised; the
+        # rate moves with every quote of the converting symbol, so it alone is looked up per call.
+        key = (spec.name, side, volume, price_raw)
+        base = self._margin_memo.get(key)
+        if base is None:
+            if len(self._margin_memo) > _MEMO_MAX:
+                self._margin_memo.clear()
+            base = self._margin_memo[key] = margin_exact(
+                spec,
+                side,
+                volume,
+                price_raw,
+                leverage=self.account.leverage,
+                account_currency=spec.currency_margin,
+                rates=self.quotes,
+            )
+        if spec.currency_margin == self.account.currency:
+            return base
+        buy = side is Side.BUY
+        return base * conversion_rate(
+            spec.currency_margin, self.account.currency, self.quotes, use_ask_direct=buy, use_ask_inverse=buy
         )
 
     def _margin(self, positions: Iterable[Position], *, remember: bool = False) -> Fraction:
@@ -181,7 +176,7 @@ class Ledger:
             balance=self.book.balance if balance is None else balance,
             credit=self.book.credit,
             floating=floating_of(positions),
-            margin=to_money(margin, a.currency_digits),
+            margin=_money_of(margin.numerator, margin.denominator, a.currency_digits),  # per tick
             digits=a.currency_digits,
         )
 
@@ -211,18 +206,22 @@ class Ledger:
         over the notional scale exactly, so the result is the same to the last digit.
         """
         spec = self.specs[p.symbol]
-        amount = Fraction(
-            p.type.sign * (price * p.volume - self._cost_raw(p)), NOTIONAL_SCALE
-        ) * self._contract(spec)
-        loss = amount < 0
-        rate = conversion_rate(
-            spec.currency_profit,
-            self.account.currency,
-            self.quotes,
-            use_ask_direct=loss,
-            use_ask_inverse=not loss,
-        )
-        value = to_money(amount * rate, self.account.currency_digits)
+        contract = self._contract(spec)
+        # One numerator over one denominator (no intermediate fractions): the same value, rounded as
+        # `to_money` rounds it.
+        num = p.type.sign * (price * p.volume - self._cost_raw(p)) * contract.numerator
+        den = NOTIONAL_SCALE * contract.denominator
+        if spec.currency_profit != self.account.currency:  # else the rate is exactly 1
+            loss = num < 0
+            rate = conversion_rate(
+                spec.currency_profit,
+                self.account.currency,
+                self.quotes,
+                use_ask_direct=loss,
+                use_ask_inverse=not loss,
+            )
+            num, den = num * rate.numerator, den * rate.denominator
+        value = _money_of(num, den, self.account.currency_digits)
         return msgspec.structs.replace(p, price_current=price, profit=value)
 
     def _cost_raw(self, p: Position) -> int:
@@ -424,3 +423,11 @@ class Ledger:
         if not points:
             return price
         return price + side.sign * self.rng.randint(0, points) * spec.point_raw
+
+
+def _money_of(num: int, den: int, digits: int) -> Decimal:
+    """Return `to_money(Fraction(num, den), digits)` (den > 0) without building the fraction."""
+    q, r = divmod(abs(num) * 10**digits, den)
+    if 2 * r >= den:
+        q += 1
+    return money(Decimal(-q if num < 0 else q).scaleb(-digits), digits)
