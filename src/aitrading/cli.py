@@ -60,17 +60,24 @@ def _config(log_level: str | None = None, **overrides: object) -> PlatformConfig
 
 
 def _ready_banner(cfg: PlatformConfig, started: float, services: list[str], simulate: bool) -> None:
-    host = cfg.services.host
+    from aitrading.common.tls import service_url
+
+    gateway, bridge = service_url(cfg, "gateway"), service_url(cfg, "bridge")
     lines = [
         f"[bold green]AI trading platform {__version__} is up[/] in {time.monotonic() - started:.2f} s "
         f"({len(services)} services, mode {cfg.mode})",
         "",
-        f"Readiness    http://{host}:{cfg.services.gateway}/health/ready",
+        f"Readiness    {gateway}/health/ready",
         "Status       aitrading status",
-        f"Agent WS     ws://{host}:{cfg.services.bridge}/ws/agent",
-        f"API docs     http://{host}:{cfg.services.bridge}/docs  (each service serves /docs)",
-        f"Metrics      http://{host}:{cfg.services.bridge}/metrics",
+        f"Agent WS     {cfg.resolved_agent().bridge_url}",
+        f"API docs     {bridge}/docs  (each service serves /docs)",
+        f"Metrics      {bridge}/metrics",
     ]
+    if cfg.security.tls.enabled:
+        lines.append(
+            f"TLS          CA {cfg.security.tls.cert_dir / 'ca.crt'}"
+            + (", mTLS" if cfg.security.tls.mtls else "")
+        )
     if simulate:
         from aitrading.agent.simulated import replayed_symbols
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import random
+import ssl
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
@@ -102,8 +103,10 @@ class BridgeClient:
         symbols: Mapping[str, Mapping[str, int]] | None = None,
         accounts: Mapping[str, str] | None = None,
         on_connected: Callable[[BridgeWelcome], None] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.url = url
+        self._ssl = ssl_context
         self.symbols: dict[str, dict[str, int]] = {f: dict(d) for f, d in (symbols or {}).items()}
         self.accounts: dict[str, str] = dict(accounts or {})
         self.device_id = device_id
@@ -210,7 +213,12 @@ class BridgeClient:
     async def _session(self) -> None:
         headers = {"X-Device-Id": self.device_id, "Authorization": f"Bearer {self._key}"}
         try:
-            ws = await connect(self.url, additional_headers=headers, open_timeout=self._open_timeout)
+            if self._ssl is not None and self.url.startswith("wss:"):
+                ws = await connect(
+                    self.url, additional_headers=headers, open_timeout=self._open_timeout, ssl=self._ssl
+                )
+            else:
+                ws = await connect(self.url, additional_headers=headers, open_timeout=self._open_timeout)
         except InvalidStatus as exc:
             status = exc.response.status_code
             if status in _AUTH_HTTP_STATUS:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import random
 import sqlite3
+import ssl
 from collections.abc import Coroutine, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
@@ -173,6 +174,7 @@ class Agent(Component):
             accounts={a.account: a.feed for a in executor.accounts.values()} if executor else None,
             on_message=self._on_message,
             on_connected=self._on_connected,
+            ssl_context=bridge_ssl_context(cfg.ca_file),
         )
         self.client = client
         for feed in self.feeds:
@@ -421,3 +423,16 @@ class Agent(Component):
             code, text = feed.terminal.last_error()
             raise ConfigError(f"terminal of feed {feed.feed!r} shows no symbols ({code} {text}); list them")
         return names
+
+
+def bridge_ssl_context(ca_file: Path | None) -> ssl.SSLContext | None:
+    """Return the context that verifies the bridge's certificate against `ca_file` (None: system CAs)."""
+    if ca_file is None:
+        return None
+    if not ca_file.is_file():
+        raise ConfigError(
+            f"agent.ca_file {ca_file} does not exist (run `aitrading certs init` on the server)"
+        )
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca_file))
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx

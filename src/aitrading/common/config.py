@@ -322,7 +322,10 @@ class AgentConfig(_Section):
     """The PC agent."""
 
     bridge_url: str = ""
-    """Empty: the platform's own bridge (`services.host`/`services.bridge`)."""
+    """Empty: the platform's own bridge (`services.host`/`services.bridge`; `wss://` when TLS is on)."""
+    ca_file: Path | None = None
+    """The CA that signs the bridge's certificate (`wss://`). None: the platform's local CA when
+    `security.tls` is on, else the system's trust store (a bridge behind a public certificate)."""
     device_id: str = "dev-device"
     batch_max: int = 2_000
     flush_ms: int = 50
@@ -397,8 +400,15 @@ class PlatformConfig(BaseSettings):
         """The agent config with its bridge URL and buffer path filled in from the rest of the config."""
         agent = self.agent
         update: dict[str, Any] = {}
+        tls = self.security.tls
         if not agent.bridge_url:
-            update["bridge_url"] = f"ws://{self.services.host}:{self.services.bridge}/ws/agent"
+            scheme = "wss" if tls.enabled else "ws"
+            # A wildcard listen address is no place to connect to, nor a name in the certificate.
+            host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(self.services.host, self.services.host)  # noqa: S104
+            host = f"[{host}]" if ":" in host else host
+            update["bridge_url"] = f"{scheme}://{host}:{self.services.bridge}/ws/agent"
+        if agent.ca_file is None and tls.enabled:
+            update["ca_file"] = tls.cert_dir / "ca.crt"
         if agent.buffer_path is None:
             update["buffer_path"] = self.storage.data_dir / "agent-buffer.sqlite"
         return agent.model_copy(update=update) if update else agent

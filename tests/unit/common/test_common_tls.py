@@ -285,3 +285,24 @@ async def test_launcher_readiness_poll_verifies_the_service_against_the_ca(
     wrong = _client_context(other_certs, other_certs, "launcher")
     with pytest.raises(OperationalError, match="not ready"):
         await asyncio.to_thread(wait_ready, servers["hub"], _Running(), "hub", 0.5, verify=wrong)
+
+
+def test_the_agent_of_a_tls_platform_connects_over_wss_and_verifies_the_bridge_against_the_local_ca(
+    certs: Path,
+) -> None:
+    from aitrading.agent.service import bridge_ssl_context
+
+    plain = PlatformConfig(services={"host": "0.0.0.0"}).resolved_agent()
+    assert plain.bridge_url.startswith("ws://127.0.0.1:")
+    assert plain.ca_file is None
+    assert bridge_ssl_context(None) is None
+
+    tls = PlatformConfig(security={"tls": {"enabled": True, "cert_dir": certs}}).resolved_agent()
+    assert tls.bridge_url.startswith("wss://127.0.0.1:")
+    assert tls.ca_file == certs / "ca.crt"
+    ctx = bridge_ssl_context(tls.ca_file)
+    assert ctx is not None
+    assert ctx.verify_mode is ssl.CERT_REQUIRED
+    assert ctx.check_hostname
+    with pytest.raises(ConfigError, match="certs init"):
+        bridge_ssl_context(certs / "missing.crt")
