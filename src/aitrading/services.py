@@ -186,10 +186,14 @@ def _engine(kernel: Kernel, checks: dict[str, Check]) -> Service:
 def _decision(kernel: Kernel, checks: dict[str, Check]) -> Service:
     """The decision engine, sending its orders to the trading engine's risk check in this process.
 
-    In split mode the engine runs elsewhere and no engine client is wired yet: the service then runs its
-    shell and its status says so (README: planned).
+    When it trades, the defaults of its orders are the tenant's `trading` config, read through the config
+    service's client (cached, invalidated by `cfg.changed.<tenant>`), the platform defaults if the config
+    service cannot answer. In split mode the engine runs elsewhere and no engine client is wired yet: the
+    service then runs its shell and its status says so (README: planned).
     """
     from aitrading.common.auth import principal_dependency
+    from aitrading.config_service.client import ConfigClient
+    from aitrading.decision.defaults import ConfiguredOrderDefaults
     from aitrading.decision.service import DecisionService
     from aitrading.engine.service import EngineService
     from aitrading.model.positions import Position
@@ -204,6 +208,12 @@ def _decision(kernel: Kernel, checks: dict[str, Check]) -> Service:
         book = engine.book(settings.tenant, settings.account)
         return [] if book is None else [p for p in book.positions.values() if p.symbol == symbol]
 
+    defaults = None
+    if settings.tenant and settings.account and settings.strategies:  # it trades: the pipeline owns it
+        client = ConfigClient.for_platform(
+            kernel.config, kernel.tokens, kernel.bus, kernel.clock, identity="decision"
+        )
+        defaults = ConfiguredOrderDefaults(client, kernel.clock)
     return DecisionService(
         checks,
         bus=kernel.bus,
@@ -211,5 +221,6 @@ def _decision(kernel: Kernel, checks: dict[str, Check]) -> Service:
         submit=engine.submit,
         positions=positions,
         settings=settings,
+        defaults=defaults,
         authenticate=principal_dependency(kernel.tokens),
     )

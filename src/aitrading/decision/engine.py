@@ -9,6 +9,11 @@ versions and the feature values goes out on `sig.<tenant>.<strategy>`, and the o
 account's positions of this engine (`magic`) to the new direction go to the trading engine's `submit` —
 its risk check decides, and a denial is counted, logged and reported, never raised.
 
+The fields of an order that intents do not carry (the volume when they name none, deviation, filling,
+magic) come from an `OrderDefaultsProvider`, asked once per signal: fixed values in backtests (the
+default, `StaticOrderDefaults` with `DecisionConfig.magic`), the tenant's `trading` config in the live
+service (`ConfiguredOrderDefaults`, see `aitrading.decision.defaults`).
+
 The engine talks to the trading engine through two callables (submit, positions) so that it does not
 import the trading engine's modules; the kernel or the backtester wires them.
 """
@@ -25,6 +30,7 @@ import structlog
 
 from aitrading.common.bus import Bus
 from aitrading.common.clock import Clock
+from aitrading.decision.defaults import OrderDefaults, OrderDefaultsProvider, StaticOrderDefaults
 from aitrading.features.indicators import streaming
 from aitrading.model.commands import OrderRequest
 from aitrading.model.enums import OrderType, Side, TradeAction
@@ -113,6 +119,7 @@ class DecisionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     weights: dict[str, float] = msgspec.field(default_factory=dict)
     threshold: float = 0.0
     magic: int = 0
+    """The magic of the default (static) order defaults; a provider passed to the engine decides instead."""
     regime: RegimeConfig | None = None
 
     def __post_init__(self) -> None:
@@ -135,8 +142,13 @@ class DecisionEngine:
         submit: SubmitFn,
         positions: PositionsFn,
         new_id: Callable[[], ClientOrderId],
+        defaults: OrderDefaultsProvider | None = None,
     ) -> None:
         self.config = config
+        self.defaults: OrderDefaultsProvider = defaults or StaticOrderDefaults(
+            OrderDefaults(magic=config.magic)
+        )
+        self._magics: set[int] = set()  # the magics of this engine's orders: its positions carry one
         self._bus = bus
         self._clock = clock
         self._submit = submit
@@ -202,9 +214,7 @@ class DecisionEngine:
                 touched.append(intent.symbol)
         out = [s for s in (self._combine(symbol) for symbol in touched) if s is not None]
         self.last_decide_ns = time.perf_counter_ns() - started
-        for signal in out:
-            await self._act(signal)
-        return out
+        return [await self._act(signal) for signal in out]
 
     def _combine(self, symbol: str) -> Signal | None:
         views = self._views[symbol]
@@ -252,23 +262,34 @@ class DecisionEngine:
             features=features,
         )
 
-    async def _act(self, signal: Signal) -> None:
+    async def _act(self, signal: Signal) -> Signal:
+        defaults = await self.defaults.get(self.config.tenant)
+        if signal.volume <= 0 and signal.direction != FLAT:  # no intent named a volume: the default's
+            signal = msgspec.structs.replace(signal, volume=defaults.volume)
         self._direction[signal.symbol] = signal.direction
         self.signals.append(signal)
         self.counters["signals"] += 1
         await self._bus.publish(self._subject, signal)
-        held = [p for p in self._positions(signal.symbol) if p.magic == self.config.magic]
+        self._magics.add(defaults.magic)
+        held = [p for p in self._positions(signal.symbol) if p.magic in self._magics]
         for pos in held:
             if int(pos.type.sign) != signal.direction:
-                await self._send(
-                    signal, OrderType.SELL if pos.type is Side.BUY else OrderType.BUY, pos.volume, pos.ticket
-                )
+                kind = OrderType.SELL if pos.type is Side.BUY else OrderType.BUY
+                await self._send(signal, kind, pos.volume, pos.ticket, defaults, pos.magic)
         if signal.direction != FLAT and not any(int(p.type.sign) == signal.direction for p in held):
-            await self._send(
-                signal, OrderType.BUY if signal.direction == LONG else OrderType.SELL, signal.volume, 0
-            )
+            kind = OrderType.BUY if signal.direction == LONG else OrderType.SELL
+            await self._send(signal, kind, signal.volume, 0, defaults, defaults.magic)
+        return signal
 
-    async def _send(self, signal: Signal, kind: OrderType, volume: int, position: int) -> None:
+    async def _send(
+        self,
+        signal: Signal,
+        kind: OrderType,
+        volume: int,
+        position: int,
+        defaults: OrderDefaults,
+        magic: int,
+    ) -> None:
         cid = self._new_id()
         req = OrderRequest(
             client_order_id=cid,
@@ -279,8 +300,9 @@ class DecisionEngine:
             action=TradeAction.DEAL,
             type=kind,
             volume=volume,
-            deviation=20,
-            magic=self.config.magic,
+            deviation=defaults.deviation,
+            filling=defaults.filling,
+            magic=magic,
             comment=cid,
             strategy=StrategyId(self.config.strategy),
             position=position,
@@ -293,5 +315,9 @@ class DecisionEngine:
             _log.warning("signal_denied", symbol=signal.symbol, reason=result.reason, order=cid)
 
     def status(self) -> dict[str, Any]:
-        """Counters and the current direction per symbol."""
-        return {"counters": dict(self.counters), "directions": dict(self._direction)}
+        """Counters, the current direction per symbol and where the order defaults come from."""
+        return {
+            "counters": dict(self.counters),
+            "directions": dict(self._direction),
+            "order_defaults": self.defaults.status(),
+        }

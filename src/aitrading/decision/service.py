@@ -6,6 +6,11 @@ safe wrapper, hands their intents to the `DecisionEngine` (weighted ensemble, th
 which publishes signals on `sig.<tenant>.<strategy>` and sends the orders to the trading engine's risk
 check through the `submit` port. The backtester runs the same strategy and decision classes.
 
+The defaults of the orders (volume when an intent names none, deviation, filling, magic) come from the
+`defaults` provider: the kernel passes one that reads the tenant's `trading` config through the config
+service (`ConfiguredOrderDefaults`); without one the engine's fixed defaults apply. The pipeline starts and
+stops the provider with itself.
+
 Without a `submit` port (the service started on its own, e.g. in split mode before the engine client is
 wired) the service runs its shell only: health, readiness, metrics, version, and `status` says why.
 """
@@ -25,6 +30,7 @@ from aitrading.common.bus.codec import Message
 from aitrading.common.clock import Clock
 from aitrading.common.config import DecisionServiceConfig
 from aitrading.common.service import Check, Service
+from aitrading.decision.defaults import OrderDefaultsProvider
 from aitrading.decision.engine import DecisionConfig, DecisionEngine, PositionsFn, SubmitFn
 from aitrading.model.ids import ClientOrderIdGenerator, bar_subject
 from aitrading.model.market import Bar, Timeframe
@@ -77,6 +83,7 @@ class DecisionPipeline:
         clock: Clock,
         submit: SubmitFn,
         positions: PositionsFn,
+        defaults: OrderDefaultsProvider | None = None,
     ) -> None:
         self.settings = settings
         self._bus = bus
@@ -98,13 +105,15 @@ class DecisionPipeline:
             submit,
             positions,
             ClientOrderIdGenerator(clock, prefix="DE"),
+            defaults,
         )
         self._ctx = _Ctx(clock, self.engine)
         self._subs: list[Subscription] = []
         self.bars = 0
 
     async def start(self) -> None:
-        """Subscribe to the configured bars."""
+        """Start the order defaults provider and subscribe to the configured bars."""
+        await self.engine.defaults.start()
         tf = Timeframe.parse(self.settings.timeframe)
         for symbol in filter(None, (s.strip() for s in self.settings.symbols.split(","))):
             self._subs.append(
@@ -114,10 +123,11 @@ class DecisionPipeline:
             s.on_start(self._ctx)
 
     async def stop(self) -> None:
-        """Unsubscribe."""
+        """Unsubscribe and stop the order defaults provider."""
         for sub in self._subs:
             await sub.unsubscribe()
         self._subs = []
+        await self.engine.defaults.stop()
 
     async def _on_bar(self, subject: str, msg: Message) -> None:
         if not isinstance(msg, Bar):
@@ -158,6 +168,7 @@ class DecisionService(Service):
         submit: SubmitFn | None = None,
         positions: PositionsFn | None = None,
         settings: DecisionSettings | None = None,
+        defaults: OrderDefaultsProvider | None = None,
         authenticate: Callable[[Request], Awaitable[Principal]] | None = None,
     ) -> None:
         super().__init__(checks)
@@ -169,7 +180,7 @@ class DecisionService(Service):
         elif not settings.strategies or not settings.tenant or not settings.account:
             self.idle_reason = "set AITRADING_DECISION_TENANT, _ACCOUNT and _STRATEGIES to trade"
         else:
-            self.pipeline = DecisionPipeline(settings, bus, clock, submit, positions)
+            self.pipeline = DecisionPipeline(settings, bus, clock, submit, positions, defaults)
         if authenticate is None:  # the status names strategies and accounts: never without a caller
             return
         router = APIRouter(prefix="/api/v1/decision", tags=["decision"], dependencies=[Depends(authenticate)])
