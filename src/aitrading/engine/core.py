@@ -11,7 +11,6 @@ import contextlib
 import functools
 from collections.abc import Awaitable, Callable, Mapping
 from decimal import Decimal
-from fractions import Fraction
 from typing import Any, NamedTuple, TypeVar
 
 import msgspec
@@ -181,14 +180,16 @@ class EngineCore:
         def value(symbol: str, volume: int, price: int) -> Decimal:
             spec = spec_of(symbol)
             size_num, size_den = _ratio(spec.contract_size)
-            # One exact fraction instead of three multiplied: this runs for every position on every order.
-            amount = Fraction(abs(volume * price) * size_num, VOLUME_SCALE * PRICE_SCALE * size_den)
+            # One numerator over one denominator, no `Fraction`: this runs for every position on every order.
+            num = abs(volume * price) * size_num
+            den = VOLUME_SCALE * PRICE_SCALE * size_den
             if spec.currency_profit != currency:
                 with contextlib.suppress(ValueError):  # no quote converts it: valued 1:1, as before
-                    amount *= calc.conversion_rate(
+                    rate = calc.conversion_rate(
                         spec.currency_profit, currency, rates, use_ask_direct=True, use_ask_inverse=False
                     )
-            return calc.to_money(abs(amount), digits)
+                    num, den = num * rate.numerator, den * rate.denominator
+            return calc.money_of(abs(num), den, digits)
 
         return value
 

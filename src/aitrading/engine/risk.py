@@ -75,6 +75,14 @@ def is_reducing(req: OrderRequest, book: AccountBook) -> bool:
     return net != 0 and (net > 0) == (side is Side.SELL) and req.volume <= abs(net)
 
 
+def _resulting_volume(req: OrderRequest, book: AccountBook, side: Side, *, hedging: bool) -> int:
+    """Return the symbol's volume on the order's side once `req` fills (netting: the net position)."""
+    if hedging:  # the same side's positions grow; the other side's do not offset them
+        held = sum(p.volume for p in book.positions.values() if p.symbol == req.symbol and p.type is side)
+        return held + req.volume
+    return abs(book.net_volume(req.symbol) + side.sign * req.volume)
+
+
 class RiskEngine:
     """Holds the limits of every level and checks orders against them."""
 
@@ -103,7 +111,7 @@ class RiskEngine:
         keys = [(RiskScope.TENANT, req.tenant, req.tenant), (RiskScope.ACCOUNT, req.tenant, req.account)]
         if req.strategy is not None:
             keys.append((RiskScope.STRATEGY, req.tenant, req.strategy))
-        return [(k, self._limits[k]) for k in keys if k in self._limits]
+        return [(k, limits) for k in keys if (limits := self._limits.get(k)) is not None]
 
     def check(
         self, req: OrderRequest, book: AccountBook, tick: Tick | None, notional: NotionalFn
@@ -141,7 +149,9 @@ class RiskEngine:
         cap = limits.max_orders_per_minute
         if cap is None:
             return None
-        recent = self._recent.setdefault(key, collections.deque())
+        recent = self._recent.get(key)
+        if recent is None:
+            recent = self._recent[key] = collections.deque()
         while recent and recent[0] <= now - _NS_PER_MIN:
             recent.popleft()
         if len(recent) >= cap:
@@ -166,22 +176,16 @@ class RiskEngine:
         if limits.max_volume_per_order is not None and req.volume > limits.max_volume_per_order:
             return "max_volume", f"volume {req.volume} exceeds {limits.max_volume_per_order} per order"
         side = req.type.side
+        hedging = book.hedging
         if limits.max_position_volume is not None:
-            same_side = sum(
-                p.volume for p in book.positions.values() if p.symbol == req.symbol and p.type is side
-            )
-            resulting = (
-                same_side + req.volume
-                if book.hedging
-                else abs(book.net_volume(req.symbol) + side.sign * req.volume)
-            )
+            resulting = _resulting_volume(req, book, side, hedging=hedging)
             if resulting > limits.max_position_volume:
                 return (
                     "max_position",
                     f"{req.symbol} would hold {resulting}, above {limits.max_position_volume}",
                 )
         if limits.max_open_positions is not None:
-            opens = book.hedging or book.position_of(req.symbol) is None
+            opens = hedging or book.position_of(req.symbol) is None
             count = len(book.positions) + (1 if opens else 0)
             if count > limits.max_open_positions:
                 return "max_open_positions", f"{count} positions would exceed {limits.max_open_positions}"

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from decimal import Decimal
-from fractions import Fraction
 
 import msgspec
 
-from aitrading.model._exact import fraction_to_money
+from aitrading.model._exact import decimal_from_scaled
 from aitrading.model.enums import MarginMode
 from aitrading.model.positions import Position
 from aitrading.model.values import money
@@ -27,6 +26,23 @@ MARGIN_LEVEL_DIGITS = 2
 def floating_of(positions: Iterable[Position]) -> Decimal:
     """Return the floating result of `positions`: their profit plus their swap (as MT5's equity counts)."""
     return sum((p.profit + p.swap for p in positions), Decimal(0))
+
+
+def _margin_level(equity: Decimal, margin: Decimal) -> Decimal:
+    """Return `fraction_to_money(Fraction(equity) * 100 / Fraction(margin), 2)` for margin > 0.
+
+    On one integer numerator and denominator rather than `Fraction`s (each normalises through a gcd): the
+    backtester builds a state on every quote. The remainder is compared with the divisor, so the unreduced
+    ratio rounds half away from zero exactly as the reduced fraction does.
+    """
+    equity_num, equity_den = equity.as_integer_ratio()
+    margin_num, margin_den = margin.as_integer_ratio()
+    num = equity_num * margin_den * 100 * 10**MARGIN_LEVEL_DIGITS
+    den = equity_den * margin_num
+    q, r = divmod(abs(num), den)
+    if 2 * r >= den:
+        q += 1
+    return decimal_from_scaled(-q if num < 0 else q, MARGIN_LEVEL_DIGITS)
 
 
 class AccountState(msgspec.Struct, frozen=True, kw_only=True):
@@ -62,17 +78,14 @@ class AccountState(msgspec.Struct, frozen=True, kw_only=True):
         server: str = "",
     ) -> AccountState:
         """Return the state with these inputs and the derived fields computed and quantized."""
-        balance_q, credit_q, floating_q, margin_q = (
-            money(v, digits) for v in (balance, credit, floating, margin)
-        )
+        balance_q = money(balance, digits)
+        credit_q = money(credit, digits)
+        floating_q = money(floating, digits)
+        margin_q = money(margin, digits)
         if margin_q < 0:
             raise ValueError(f"margin must not be negative, got {margin_q}")
         equity = balance_q + credit_q + floating_q
-        level = (
-            None
-            if margin_q == 0
-            else fraction_to_money(Fraction(equity) * 100 / Fraction(margin_q), MARGIN_LEVEL_DIGITS)
-        )
+        level = None if margin_q == 0 else _margin_level(equity, margin_q)
         return cls(
             login=login,
             server=server,
