@@ -34,7 +34,7 @@ from aitrading.model.positions import (
     apply_deal_netting,
 )
 from aitrading.model.symbols import SymbolSpec
-from aitrading.model.values import PRICE_SCALE, VOLUME_SCALE, money
+from aitrading.model.values import PRICE_SCALE, VOLUME_SCALE
 
 __all__ = ["AccountBook", "account_profit_fn"]
 
@@ -61,17 +61,9 @@ def account_profit_fn(
                 spec.currency_profit, currency, rates, use_ask_direct=loss, use_ask_inverse=not loss
             )
             num, den = num * rate.numerator, den * rate.denominator
-        return money_of(num, den, digits)
+        return calc.money_of(num, den, digits)
 
     return profit
-
-
-def money_of(num: int, den: int, digits: int) -> Decimal:
-    """Return `calc.to_money(Fraction(num, den), digits)` (den > 0) without building the fraction."""
-    q, r = divmod(abs(num) * 10**digits, den)
-    if 2 * r >= den:
-        q += 1
-    return money(Decimal(-q if num < 0 else q).scaleb(-digits), digits)
 
 
 @functools.lru_cache(maxsize=1024)

@@ -10,7 +10,7 @@ from fractions import Fraction
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aitrading.engine.books import AccountBook, account_profit_fn, money_of
+from aitrading.engine.books import AccountBook, account_profit_fn
 from aitrading.model import calc
 from aitrading.model._exact import notional_decimal
 from aitrading.model.accounts import AccountState
@@ -68,12 +68,6 @@ def test_account_profit_equals_the_exact_formula_to_the_last_cent(
     want = _reference(symbol, side, volume, price_open, price_close, rates)
     assert got == want
     assert str(got) == str(want)
-
-
-@given(num=st.integers(min_value=-(10**22), max_value=10**22), den=st.integers(min_value=1, max_value=10**20))
-def test_money_of_rounds_as_to_money(num: int, den: int) -> None:
-    for digits in (0, 2, 3):
-        assert str(money_of(num, den, digits)) == str(calc.to_money(Fraction(num, den), digits))
 
 
 @settings(max_examples=200, deadline=None)

@@ -9,12 +9,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aitrading.model._exact import notional_decimal
-from aitrading.model.calc import margin_exact, to_money
+from aitrading.model.calc import margin_exact
 from aitrading.model.enums import Side
 from aitrading.model.market import Tick
 from aitrading.model.positions import Position
 from aitrading.model.values import PRICE_SCALE, VOLUME_SCALE
-from aitrading.mt5.sim._ledger import Ledger, _money_of
+from aitrading.mt5.sim._ledger import Ledger
 from aitrading.mt5.sim.account import ExecutionSettings, SimAccount
 from aitrading.mt5.sim.book import Book
 from aitrading.mt5.specs import DEFAULT_SPECS
@@ -89,9 +89,3 @@ def test_margin_equals_margin_exact_at_every_quote_of_the_converting_symbol(
             spec, side, volume, price, leverage=account.leverage, account_currency="USD", rates=ledger.quotes
         )
         assert ledger._symbol_margin(spec, side, volume, price) == want
-
-
-@given(num=st.integers(min_value=-(10**22), max_value=10**22), den=st.integers(min_value=1, max_value=10**20))
-def test_money_of_rounds_as_to_money(num: int, den: int) -> None:
-    for digits in (0, 2, 3):
-        assert str(_money_of(num, den, digits)) == str(to_money(Fraction(num, den), digits))

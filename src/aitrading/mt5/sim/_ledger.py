@@ -24,13 +24,13 @@ import msgspec
 
 from aitrading.model._exact import NOTIONAL_SCALE, div_half_even
 from aitrading.model.accounts import AccountState, floating_of
-from aitrading.model.calc import conversion_rate, margin_exact, to_money
+from aitrading.model.calc import conversion_rate, margin_exact, money_of, to_money
 from aitrading.model.deals import Deal
 from aitrading.model.enums import DealEntry, DealType, OrderState, OrderTime, OrderType, Side
 from aitrading.model.market import Tick
 from aitrading.model.positions import Position, apply_deal_hedging, apply_deal_netting, netting_entry
 from aitrading.model.symbols import SymbolSpec
-from aitrading.model.values import VOLUME_SCALE, money
+from aitrading.model.values import VOLUME_SCALE
 from aitrading.mt5 import constants as c
 from aitrading.mt5.sim.account import ExecutionSettings, SimAccount
 from aitrading.mt5.sim.book import Book, BookOrder
@@ -176,7 +176,7 @@ class Ledger:
             balance=self.book.balance if balance is None else balance,
             credit=self.book.credit,
             floating=floating_of(positions),
-            margin=_money_of(margin.numerator, margin.denominator, a.currency_digits),  # per tick
+            margin=money_of(margin.numerator, margin.denominator, a.currency_digits),  # per tick
             digits=a.currency_digits,
         )
 
@@ -221,7 +221,7 @@ class Ledger:
                 use_ask_inverse=not loss,
             )
             num, den = num * rate.numerator, den * rate.denominator
-        value = _money_of(num, den, self.account.currency_digits)
+        value = money_of(num, den, self.account.currency_digits)
         return msgspec.structs.replace(p, price_current=price, profit=value)
 
     def _cost_raw(self, p: Position) -> int:
@@ -423,11 +423,3 @@ class Ledger:
         if not points:
             return price
         return price + side.sign * self.rng.randint(0, points) * spec.point_raw
-
-
-def _money_of(num: int, den: int, digits: int) -> Decimal:
-    """Return `to_money(Fraction(num, den), digits)` (den > 0) without building the fraction."""
-    q, r = divmod(abs(num) * 10**digits, den)
-    if 2 * r >= den:
-        q += 1
-    return money(Decimal(-q if num < 0 else q).scaleb(-digits), digits)
