@@ -186,7 +186,7 @@ def config_router(tokens: TokenService, store: ConfigStore) -> APIRouter:
         user: UserParam = None,
         tenant: TenantParam = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        before_version: Annotated[int | None, Query(ge=1)] = None,
+        before_version: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
     ) -> dict[str, Any]:
         try:
             owner = _read_owner(principal, scope, user, tenant)

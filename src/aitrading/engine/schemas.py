@@ -32,7 +32,13 @@ __all__ = [
 OrderTypeName = Literal[
     "BUY", "SELL", "BUY_LIMIT", "SELL_LIMIT", "BUY_STOP", "SELL_STOP", "BUY_STOP_LIMIT", "SELL_STOP_LIMIT"
 ]
-_Price = Field(default=None, description="exact decimal price, e.g. '1.10250'", examples=["1.10250"])
+# Bounds keep every value inside the 64-bit integers it is stored as (prices ×1e9, volumes ×1e8): a
+# request beyond them is a 422 naming the field, never a database overflow.
+MAX_PRICE = Decimal(1_000_000_000)
+MAX_LOTS = Decimal(1_000_000_000)
+_Price = Field(
+    default=None, ge=0, le=MAX_PRICE, description="exact decimal price, e.g. '1.10250'", examples=["1.10250"]
+)
 
 
 def _price(raw: int) -> str | None:
@@ -49,14 +55,16 @@ class OrderCreate(BaseModel):
     account: str = Field(min_length=1, max_length=64)
     symbol: str = Field(min_length=1, max_length=64)
     type: OrderTypeName
-    volume: Decimal = Field(gt=0, description="lots, e.g. '0.10'")
+    volume: Decimal = Field(gt=0, le=MAX_LOTS, description="lots, e.g. '0.10'")
     price: Decimal | None = _Price
     stoplimit: Decimal | None = _Price
     sl: Decimal | None = _Price
     tp: Decimal | None = _Price
     deviation: int = Field(default=20, ge=0, le=10_000, description="points")
     filling: Literal["FOK", "IOC", "RETURN"] = "FOK"
-    expiration: int | None = Field(default=None, description="UTC epoch seconds (ORDER_TIME_SPECIFIED)")
+    expiration: int | None = Field(
+        default=None, ge=0, le=9_000_000_000, description="UTC epoch seconds (ORDER_TIME_SPECIFIED)"
+    )
     magic: int = Field(default=0, ge=0, le=2**63 - 1)
     client_order_id: str | None = Field(default=None, max_length=31, pattern=r"^[A-Za-z0-9_.:-]{1,31}$")
     strategy: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9_-]{1,64}$")
@@ -73,14 +81,14 @@ class OrderModify(BaseModel):
 class PositionClose(BaseModel):
     """Close all of a position, or `volume` lots of it."""
 
-    volume: Decimal | None = Field(default=None, gt=0)
+    volume: Decimal | None = Field(default=None, gt=0, le=MAX_LOTS)
 
 
 class PositionCloseBy(BaseModel):
     """Close a position by an opposite one of the same symbol (hedging accounts; MT5's CLOSE_BY)."""
 
-    by: int = Field(gt=0, description="the opposite position (`position_by`)")
-    magic: int = Field(default=0, ge=0)
+    by: int = Field(gt=0, le=2**63 - 1, description="the opposite position (`position_by`)")
+    magic: int = Field(default=0, ge=0, le=2**63 - 1)
 
 
 class RiskStateUpdate(BaseModel):

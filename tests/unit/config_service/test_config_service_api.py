@@ -147,6 +147,10 @@ async def test_history_shows_changes_with_diffs_to_those_who_may_read_the_scope(
     assert (await client.get("/api/v1/history", headers=other)).json()["changes"] == []
     unknown = await client.get("/api/v1/history", params={"namespace": "nope"}, headers=admin)
     assert unknown.status_code == 404
+    # Beyond SQLite's 64-bit integers: a 422 naming the parameter (was a 500 from an OverflowError).
+    huge = await client.get("/api/v1/history", params={"before_version": 2**64}, headers=admin)
+    assert huge.status_code == 422
+    assert "before_version" in huge.text
 
 
 # --- who may write which scope -----------------------------------------------------------------------------

@@ -75,6 +75,12 @@ async def test_denied_order_is_422_with_retcode_and_reason(
     assert denied.json()["order"]["state"] == "REJECTED"
     bad = await client.post("/api/v1/orders", json={**body, "volume": "abc"}, headers=trader)
     assert bad.status_code == 422
+    # Values beyond the 64-bit integers they are stored as are refused by name, not a database overflow.
+    for field, value in (("volume", "1e30"), ("price", "1e30"), ("sl", "1e12"), ("expiration", 2**70)):
+        huge = await client.post("/api/v1/orders", json={**body, field: value}, headers=trader)
+        assert huge.status_code == 422, (field, huge.text)
+        assert field in huge.text
+    assert (await client.get(f"/api/v1/accounts/{ACCOUNT}/orders", headers=trader)).status_code == 200
     assert (await client.get("/api/v1/accounts")).status_code == 401
 
 
