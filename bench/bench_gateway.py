@@ -16,8 +16,9 @@ authenticated (HS256 bearer token), counted against two rate limits (principal a
 counter in memory), checked against the route table, given a cached service token, and proxied.
 
 Figures only: nothing passes or fails on time. Two cores are shared by server and load generator. Both
-processes run on uvloop: on the default asyncio loop every answer of a server bound by
-`common.serving.bind` waits ~40 ms for a delayed ACK (its accepted sockets lack TCP_NODELAY; reported).
+processes run on uvloop, the server with uvicorn's httptools parser; `--server-loop asyncio` serves on
+asyncio's default loop instead, as `aitrading up` and `aitrading serve` do today. In split mode the gateway
+calls over HTTP with its own pooled keep-alive client (`gateway.httpclient`).
 """
 
 import argparse
@@ -245,7 +246,12 @@ def _spawn(*args: str, output: bool = True) -> subprocess.Popen[str]:
 
 
 def run(
-    requests: int = 20_000, connections: int = 16, rounds: int = 2, split: bool = False, warmup: int = 2_000
+    requests: int = 20_000,
+    connections: int = 16,
+    rounds: int = 2,
+    split: bool = False,
+    warmup: int = 2_000,
+    server_loop: str = "uvloop",
 ) -> dict[str, dict[str, Any]]:
     """Start the servers, measure each target `rounds` times (alternating) and return the figures."""
     import tempfile
@@ -258,7 +264,13 @@ def run(
     with tempfile.TemporaryDirectory() as tmp:
         ports_file = Path(tmp) / "ports.json"
         server = _spawn(
-            "--serve", "--ports-file", str(ports_file), *(["--split"] if split else []), output=False
+            "--serve",
+            "--ports-file",
+            str(ports_file),
+            "--server-loop",
+            server_loop,
+            *(["--split"] if split else []),
+            output=False,
         )
         try:
             deadline = time.monotonic() + 60
@@ -297,7 +309,7 @@ def run(
 
 
 def _merge(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    latencies = sorted(x for r in runs for x in r["latencies_ns"])
+    latencies: list[int] = sorted(x for r in runs for x in r["latencies_ns"])
     n = len(latencies)
 
     def pct(p: float) -> float:
@@ -353,6 +365,12 @@ def main(argv: list[str] | None = None, **kwargs: Any) -> dict[str, dict[str, An
     parser.add_argument("--rounds", type=int, default=kwargs.get("rounds", 2))
     parser.add_argument("--warmup", type=int, default=kwargs.get("warmup", 2_000))
     parser.add_argument("--split", action="store_true", default=kwargs.get("split", False))
+    parser.add_argument(
+        "--server-loop",
+        choices=["uvloop", "asyncio"],
+        default=kwargs.get("server_loop", "uvloop"),
+        help="Event loop of the server process (the load generator always runs on uvloop)",
+    )
     parser.add_argument("--json", action="store_true", help="Print the figures as JSON")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--loadgen", action="store_true", help=argparse.SUPPRESS)
@@ -362,12 +380,13 @@ def main(argv: list[str] | None = None, **kwargs: Any) -> dict[str, dict[str, An
     parser.add_argument("--path", help=argparse.SUPPRESS)
     args = parser.parse_args(argv if argv is not None else [])
     if args.serve:
-        try:
-            import uvloop
+        if args.server_loop == "uvloop":
+            try:
+                import uvloop
 
-            uvloop.install()
-        except ImportError:
-            pass
+                uvloop.install()
+            except ImportError:
+                pass
         asyncio.run(_serve(args.ports_file, args.split))
         return None
     if args.loadgen:
@@ -376,7 +395,7 @@ def main(argv: list[str] | None = None, **kwargs: Any) -> dict[str, dict[str, An
     levels = [int(c) for c in str(args.connections).split(",") if c.strip()]
     results: dict[str, dict[str, Any]] = {}
     for level in levels:
-        figures = run(args.requests, level, args.rounds, args.split, args.warmup)
+        figures = run(args.requests, level, args.rounds, args.split, args.warmup, args.server_loop)
         results.update({f"{name}@{level}": r for name, r in figures.items()})
         if not args.json:
             Console().print(_table(figures, level))

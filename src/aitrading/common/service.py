@@ -15,6 +15,7 @@ and answered with a plain 500.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import socket
 import time
@@ -66,6 +67,15 @@ Check = Callable[[], Awaitable[bool]]
 """A readiness check of one dependency: True when it works."""
 
 _START = time.monotonic()
+
+# FastAPI >= 0.130 instruments every request with OpenTelemetry unless told not to; asking whether a
+# provider is configured costs ~6 µs per request (environment lookups), a tenth of the gateway's own work.
+# The platform exports Prometheus metrics and structured logs instead, so the instrumentation is off.
+_NO_TELEMETRY: dict[str, Any] = (
+    {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters
+    else {}
+)
 
 
 class Service(Component):
@@ -204,6 +214,7 @@ def make_app(service: Service) -> FastAPI:
         version=__version__,
         docs_url="/docs",
         openapi_url="/openapi.json",
+        **_NO_TELEMETRY,
     )
 
     @app.get("/health/live", tags=["health"], summary="The process is alive")

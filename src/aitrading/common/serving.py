@@ -26,8 +26,13 @@ __all__ = ["HttpServers", "bind"]
 
 def bind(host: str, port: int, what: str) -> socket.socket:
     """Bind a listening TCP socket or raise `ConfigError` naming the port and its owner-to-be."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP named explicitly: accepted sockets inherit the protocol number, and asyncio only sets
+    # TCP_NODELAY on sockets whose `proto` says TCP; with 0, every small answer on the default event loop
+    # waited ~40 ms for the client's delayed ACK (Nagle). uvloop sets it regardless.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # inherited by accepted sockets on Linux
     try:
         sock.bind((host, port))
     except OSError as exc:

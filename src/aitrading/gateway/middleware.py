@@ -79,11 +79,18 @@ class EdgeMiddleware:
 
         async def send_with_headers(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
-                headers = [(k, v) for k, v in message.get("headers", ()) if k != b"x-request-id"]
-                if force_no_store:
-                    headers = [(k, v) for k, v in headers if k != b"cache-control"]
-                    headers.append(_NO_STORE)
-                elif api and not any(k == b"cache-control" for k, _ in headers):
+                headers = []  # one pass: drop a foreign request id, note (or drop) the cache policy
+                has_cache_policy = False
+                for header in message.get("headers", ()):
+                    name = header[0]
+                    if name == b"x-request-id":
+                        continue
+                    if name == b"cache-control":
+                        if force_no_store:
+                            continue
+                        has_cache_policy = True
+                    headers.append(header)
+                if force_no_store or (api and not has_cache_policy):
                     headers.append(_NO_STORE)
                 headers.extend(extra)
                 message = {**message, "headers": headers}
@@ -94,5 +101,8 @@ class EdgeMiddleware:
             name, slash, _ = path[8:].partition("/")
             if slash:
                 target = self._shortcuts.get(name, target)
-        with structlog.contextvars.bound_contextvars(request_id=request_id):
+        tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
+        try:
             await target(scope, receive, send_with_headers)
+        finally:
+            structlog.contextvars.reset_contextvars(**tokens)

@@ -41,6 +41,7 @@ _STRATEGIES: dict[str, type[RateLimiter]] = {
     "sliding-window-counter": SlidingWindowCounterRateLimiter,
 }
 _LIMITED = metrics.counter("gateway_rate_limited", "Requests refused by a rate limit", ("scope",))
+_MAX_KEYS = 100_000
 _ERRORS = metrics.counter("gateway_ratelimit_errors", "Rate-limit store failures (requests let through)")
 
 
@@ -104,6 +105,10 @@ class TenantRateLimiter:
             name: (parse_many(t.per_principal), parse_many(t.per_tenant)) for name, t in config.tiers.items()
         }
         self._default = self._tiers[config.default_tier]
+        self._fixed = config.strategy == "fixed-window"
+        # Keys by (id of an item held in `_tiers`, scope, identifier); window ends by key (fixed window).
+        self._keys: dict[tuple[int, str, str], str] = {}
+        self._ends: dict[str, float] = {}
 
     def tier_of(self, principal: Principal) -> str:
         """Return the tier whose limits apply to `principal`."""
@@ -116,8 +121,10 @@ class TenantRateLimiter:
             return None
         tier = principal.tier
         per_principal, per_tenant = self._tiers.get(tier, self._default) if tier else self._default
-        limiter = self._limiter
         try:
+            if self._fixed:
+                return await self._check_fixed(principal, per_principal, per_tenant)
+            limiter = self._limiter
             subject = principal.subject
             for item in per_principal:
                 if not await limiter.hit(item, "p", subject):
@@ -134,6 +141,52 @@ class TenantRateLimiter:
             _log.warning("ratelimit_store_failed", error=f"{type(exc).__name__}: {exc}"[:300])
             return None
         return RateDecision(True, first.amount, max(0, stats.remaining), _reset_s(stats.reset_time))
+
+    async def _check_fixed(
+        self, principal: Principal, per_principal: list[RateLimitItem], per_tenant: list[RateLimitItem]
+    ) -> RateDecision:
+        """Fixed window, as `FixedWindowRateLimiter.hit` counts, minus the work it repeats per request.
+
+        The strategy builds each key afresh and the headers took two more store calls (count, expiry); here
+        keys are cached, the count is the one the increment returned, and a window's end is remembered
+        until it passes (a window's end never moves; in Redis this saves two round trips per request).
+        """
+        storage = self.storage
+        subject = principal.subject
+        first_count = 0
+        for item in per_principal:
+            key = self._key(item, "p", subject)
+            count = await storage.incr(key, item.get_expiry(), amount=1)
+            if count == 1:
+                self._ends[key] = time.time() + item.get_expiry()
+            if count > item.amount:
+                return await self._refused(item, ("p", subject), "principal")
+            if not first_count:
+                first_count = count
+        tenant = principal.tenant
+        if tenant is not None:
+            for item in per_tenant:
+                if (
+                    await storage.incr(self._key(item, "t", tenant), item.get_expiry(), amount=1)
+                    > item.amount
+                ):
+                    return await self._refused(item, ("t", tenant), "tenant")
+        first = per_principal[0]
+        key = self._key(first, "p", subject)
+        end = self._ends.get(key, 0.0)
+        if end <= time.time():
+            end = self._ends[key] = await storage.get_expiry(key)
+        return RateDecision(True, first.amount, max(0, first.amount - first_count), _reset_s(end))
+
+    def _key(self, item: RateLimitItem, scope: str, identifier: str) -> str:
+        cache = self._keys
+        found = cache.get((id(item), scope, identifier))
+        if found is None:
+            if len(cache) >= _MAX_KEYS:
+                cache.clear()  # simplest bound; each key is rebuilt on its next use
+                self._ends.clear()
+            found = cache[(id(item), scope, identifier)] = item.key_for(scope, identifier)
+        return found
 
     async def _refused(self, item: RateLimitItem, key: tuple[str, str], scope: str) -> RateDecision:
         _LIMITED.labels(scope).inc()

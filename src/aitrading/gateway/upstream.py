@@ -3,8 +3,8 @@
 Both transports stream the answer through a `ResponseSink`: the sink sees the status and headers first and
 says whether to pass the body on (the proxy swallows a 502/503/504 it is going to retry). In process the
 service's ASGI app is called directly with a fresh scope, which is what `httpx.ASGITransport` does minus
-building httpx request and response objects (the gateway's largest cost when profiled); over HTTP a pooled
-`httpx.AsyncClient` keeps connections open.
+building httpx request and response objects (the gateway's largest cost when profiled); over HTTP the
+gateway's own lean client (`gateway.httpclient`) keeps a pool of keep-alive connections per service.
 
 Identity travels as a short-lived service token minted by the gateway for the caller's principal, never the
 caller's own credential. Tokens are cached per principal and reused for half their life, so a token
@@ -26,6 +26,7 @@ from aitrading.common import metrics
 from aitrading.common.auth import Principal, TokenService
 from aitrading.common.clock import Clock
 from aitrading.gateway.breaker import Breaker, Bulkhead
+from aitrading.gateway.httpclient import ConnectError, HttpConnectionPool
 
 __all__ = [
     "Failure",
@@ -176,7 +177,11 @@ _HOP_BY_HOP = frozenset(
 
 
 class HttpTransport:
-    """Calls a service over HTTP with a pooled keep-alive client (split mode)."""
+    """Calls a service over HTTP on pooled keep-alive connections (split mode).
+
+    By default through the gateway's own lean client (`gateway.httpclient`); given an `httpx.AsyncClient`
+    (tests route one to an ASGI app), through that client instead.
+    """
 
     mode = "http"
 
@@ -189,14 +194,54 @@ class HttpTransport:
         client: httpx.AsyncClient | None = None,
     ) -> None:
         self.url = url.rstrip("/")
-        self._client = client or httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-            follow_redirects=False,
-            trust_env=False,  # never route internal calls through a proxy named in the environment
-            verify=verify,
+        self._client = client
+        self.pool = (
+            HttpConnectionPool(self.url, max_connections=max_connections, verify=verify)
+            if client is None
+            else None
         )
 
     async def call(self, request: OutgoingRequest, timeout_s: float, sink: ResponseSink) -> int | Failure:
+        if self.pool is None:
+            return await self._call_httpx(request, timeout_s, sink)
+        pool = self.pool
+        target = request.raw_path
+        if request.query_string:
+            target += b"?" + request.query_string
+        try:
+            # The deadline bounds connecting and the wait for the answer's head; each body read has its own.
+            async with asyncio.timeout(timeout_s):
+                conn, exchange = await pool.request(request.method, target, request.headers, request.body)
+                try:
+                    status, raw_headers = await exchange.head
+                except BaseException:
+                    pool.release(conn)
+                    raise
+        except TimeoutError:
+            return Failure("timeout", f"no answer within {timeout_s:g} s")
+        except ConnectError as exc:
+            return Failure("unreachable", f"ConnectError: {exc}"[:200])
+        except ConnectionError as exc:
+            return Failure("unreachable", f"RemoteProtocolError: {exc}"[:200])
+        try:
+            headers = [(k, v) for k, v in raw_headers if k not in _HOP_BY_HOP]
+            if await sink.start(status, headers):
+                more = True
+                while more:
+                    try:
+                        chunk, more = await exchange.read(timeout_s)
+                    except (TimeoutError, ConnectionError):
+                        return status  # headers are gone already: the client sees a broken answer
+                    if chunk or not more:
+                        await sink.body(chunk, more)
+        finally:
+            pool.release(conn)
+        return status
+
+    async def _call_httpx(
+        self, request: OutgoingRequest, timeout_s: float, sink: ResponseSink
+    ) -> int | Failure:
+        assert self._client is not None
         target = self.url + request.raw_path.decode("latin-1")
         if request.query_string:
             target += "?" + request.query_string.decode("latin-1")
@@ -230,7 +275,10 @@ class HttpTransport:
         return response.status_code
 
     async def close(self) -> None:
-        await self._client.aclose()
+        if self.pool is not None:
+            await self.pool.close()
+        if self._client is not None:
+            await self._client.aclose()
 
 
 @dataclass(slots=True)
