@@ -63,8 +63,12 @@ STOCH_NAN = StochOutput(NAN, NAN)
 # --- single input, single output ------------------------------------------------------------------------
 
 
-class RealIndicator(abc.ABC):
-    """An indicator of one input series with one output; subclasses implement `_start` and `_step`."""
+class StreamingIndicator(abc.ABC):
+    """State every one-output streaming indicator shares: lookback, latest value, readiness, reset.
+
+    Subclasses implement `_start` (reset their own state) and an `update` that hands each raw output to
+    `_emit`; leading inputs with a NaN are skipped before `_started`, as TA-Lib skips them.
+    """
 
     lookback: int
 
@@ -78,18 +82,7 @@ class RealIndicator(abc.ABC):
     def _start(self) -> None:
         """Reset the indicator\'s state (called by `__init__`)."""
 
-    @abc.abstractmethod
-    def _step(self, x: float) -> float | None:
-        """Consume one value; return the output, or None during the lookback."""
-
-    def update(self, real: float) -> float:
-        """Take the next value; return the indicator, NaN during the lookback."""
-        x = float(real)
-        if not self._started:
-            if math.isnan(x):
-                return NAN  # leading NaN: skipped, as TA-Lib skips it
-            self._started = True
-        out = self._step(x)
+    def _emit(self, out: float | None) -> float:
         if out is None:
             return NAN
         self._value, self._ready = out, True
@@ -106,9 +99,26 @@ class RealIndicator(abc.ABC):
         return self._ready
 
     def reset(self) -> None:
-        """Forget every value seen."""
+        """Forget every input seen."""
         self._started, self._value, self._ready = False, NAN, False
         self._start()
+
+
+class RealIndicator(StreamingIndicator):
+    """An indicator of one input series with one output; subclasses implement `_start` and `_step`."""
+
+    @abc.abstractmethod
+    def _step(self, x: float) -> float | None:
+        """Consume one value; return the output, or None during the lookback."""
+
+    def update(self, real: float) -> float:
+        """Take the next value; return the indicator, NaN during the lookback."""
+        x = float(real)
+        if not self._started:
+            if math.isnan(x):
+                return NAN  # leading NaN: skipped, as TA-Lib skips it
+            self._started = True
+        return self._emit(self._step(x))
 
 
 class SMA(RealIndicator):

@@ -10,31 +10,24 @@ import math
 
 from aitrading.features.indicators import _kernels as k
 from aitrading.features.indicators._rolling import RollingExtreme
-from aitrading.features.indicators._streaming_core import STOCH_NAN, StochOutput, moving_average
+from aitrading.features.indicators._streaming_core import (
+    STOCH_NAN,
+    StochOutput,
+    StreamingIndicator,
+    moving_average,
+)
 
 __all__ = ["ADX", "ATR", "DX", "MINUS_DI", "PLUS_DI", "STOCH", "TRANGE"]
 
 NAN = math.nan
 
 
-class _BarIndicator(abc.ABC):
+class _BarIndicator(StreamingIndicator):
     """An indicator of (high, low, close) bars with one output; subclasses implement `_start` and `_step`."""
-
-    lookback: int
-
-    def __init__(self) -> None:
-        self._started = False
-        self._value = NAN
-        self._ready = False
-        self._start()
-
-    @abc.abstractmethod
-    def _start(self) -> None:
-        """Reset the indicator\'s state (called by `__init__`)."""
 
     @abc.abstractmethod
     def _step(self, high: float, low: float, close: float) -> float | None:
-        """Consume one value; return the output, or None during the lookback."""
+        """Consume one bar; return the output, or None during the lookback."""
 
     def update(self, high: float, low: float, close: float) -> float:
         """Take the next bar; return the indicator, NaN during the lookback."""
@@ -43,26 +36,7 @@ class _BarIndicator(abc.ABC):
             if math.isnan(hi) or math.isnan(lo) or math.isnan(cl):
                 return NAN  # leading bars with a NaN are skipped, as TA-Lib skips them
             self._started = True
-        out = self._step(hi, lo, cl)
-        if out is None:
-            return NAN
-        self._value, self._ready = out, True
-        return out
-
-    @property
-    def value(self) -> float:
-        """The latest output (NaN until ready)."""
-        return self._value
-
-    @property
-    def ready(self) -> bool:
-        """Whether the lookback is over."""
-        return self._ready
-
-    def reset(self) -> None:
-        """Forget every bar seen."""
-        self._started, self._value, self._ready = False, NAN, False
-        self._start()
+        return self._emit(self._step(hi, lo, cl))
 
 
 class TRANGE(_BarIndicator):
