@@ -14,11 +14,12 @@ from aitrading.engine.engine import TradingEngine
 from aitrading.engine.store import EngineStore
 from aitrading.model.accounts import AccountState
 from aitrading.model.commands import OrderRequest
-from aitrading.model.enums import MarginMode, OrderType, TradeAction
+from aitrading.model.deals import Deal
+from aitrading.model.enums import DealEntry, DealType, MarginMode, OrderType, TradeAction
 from aitrading.model.ids import AccountId, ClientOrderId, TenantId
 from aitrading.model.market import Tick
 from aitrading.model.values import price_raw, volume_raw
-from aitrading.model.wire import AccountSnapshot
+from aitrading.model.wire import AccountSnapshot, OrderReport
 from aitrading.mt5.specs import DEFAULT_SPECS
 from aitrading.storage.audit import AuditLog
 from aitrading.storage.oltp import Database, ensure_tenant
@@ -60,6 +61,33 @@ class Rig:
         )
         await self.bus.publish(f"md.tick.{FEED}.{symbol}", tick)
         return tick
+
+    async def open_long(self, *, ticket: int, order: int | None = None, account: AccountId = ACCOUNT) -> None:
+        """Submit a 0.10-lot EURUSD buy and report it filled at 1.10010 (deal and position `ticket`)."""
+        req = self.request(account=account)
+        assert not (await self.engine.submit(req, "u")).denied
+        deal = Deal(
+            ticket=ticket,
+            order=order or ticket,
+            position_id=ticket,
+            symbol="EURUSD",
+            type=DealType.BUY,
+            entry=DealEntry.IN,
+            volume=req.volume,
+            price=price_raw("1.10010"),
+            time_ns=self.clock.now_ns(),
+            comment=req.client_order_id,
+        )
+        report = OrderReport(
+            client_order_id=req.client_order_id,
+            tenant=self.tenant,
+            account=account,
+            retcode=10009,
+            ts_ns=self.clock.now_ns(),
+            order=order or ticket,
+            deals=[deal],
+        )
+        await self.engine.on_report(report)
 
     def of(self, kind: type[Message]) -> list[Message]:
         return [m for _, m in self.seen if isinstance(m, kind)]

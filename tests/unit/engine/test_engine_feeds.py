@@ -9,12 +9,10 @@ from pathlib import Path
 import pytest
 from engine_helpers import ACCOUNT, FEED, Rig, account_state, make_rig
 
-from aitrading.model.deals import Deal
-from aitrading.model.enums import DealEntry, DealType
 from aitrading.model.ids import AccountId
 from aitrading.model.market import Tick
 from aitrading.model.values import price_raw, volume_raw
-from aitrading.model.wire import AccountSnapshot, OrderReport
+from aitrading.model.wire import AccountSnapshot
 
 OTHER = AccountId("20002")
 
@@ -23,34 +21,6 @@ OTHER = AccountId("20002")
 async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     async for r in make_rig(tmp_path):
         yield r
-
-
-async def _long(rig: Rig, account: AccountId, ticket: int) -> None:
-    req = rig.request(account=account)
-    assert not (await rig.engine.submit(req, "u")).denied
-    deal = Deal(
-        ticket=ticket,
-        order=ticket,
-        position_id=ticket,
-        symbol="EURUSD",
-        type=DealType.BUY,
-        entry=DealEntry.IN,
-        volume=req.volume,
-        price=price_raw("1.10010"),
-        time_ns=rig.clock.now_ns(),
-        comment=req.client_order_id,
-    )
-    await rig.engine.on_report(
-        OrderReport(
-            client_order_id=req.client_order_id,
-            tenant=rig.tenant,
-            account=account,
-            retcode=10009,
-            ts_ns=rig.clock.now_ns(),
-            order=ticket,
-            deals=[deal],
-        )
-    )
 
 
 def _tick(rig: Rig, feed: str, bid: str, ask: str) -> Tick:
@@ -78,8 +48,8 @@ async def test_a_tick_values_only_the_accounts_on_its_feed(rig: Rig) -> None:
     assert mine is not None
     other.feed = "OTHERBROKER"
     await rig.engine.on_tick(_tick(rig, "OTHERBROKER", "1.10000", "1.10010"))
-    await _long(rig, ACCOUNT, 501)
-    await _long(rig, OTHER, 502)
+    await rig.open_long(ticket=501)
+    await rig.open_long(ticket=502, account=OTHER)
     assert [b.account for b in rig.engine.books_on(FEED)] == [ACCOUNT]
     assert [b.account for b in rig.engine.books_on("OTHERBROKER")] == [OTHER]
     # 0.10 lot × 100,000 × (1.10110 − 1.10010) = 10.00 USD, marked at the bid on SIM only.

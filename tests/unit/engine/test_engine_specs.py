@@ -11,14 +11,11 @@ import pytest
 from engine_helpers import ACCOUNT, Rig, account_state, make_rig
 
 from aitrading.common.bus.codec import Message
-from aitrading.model.deals import Deal
-from aitrading.model.enums import DealEntry, DealType
 from aitrading.model.ids import AccountId
-from aitrading.model.values import price_raw, volume_raw
+from aitrading.model.values import volume_raw
 from aitrading.model.wire import (
     AccountSnapshot,
     AgentPresence,
-    OrderReport,
     SpecsRequest,
     SymbolSpecs,
     specs_request_subject,
@@ -85,31 +82,7 @@ async def test_orders_are_checked_with_the_specs_their_terminal_reported(rig: Ri
 
 async def test_positions_are_valued_with_the_reported_contract_size(rig: Rig) -> None:
     await _report_specs(rig, ACCOUNT, contract_size=Decimal(1000))  # e.g. a cent account's contract
-    req = rig.request()
-    await rig.engine.submit(req, "u")
-    deal = Deal(
-        ticket=9001,
-        order=501,
-        position_id=9001,
-        symbol="EURUSD",
-        type=DealType.BUY,
-        entry=DealEntry.IN,
-        volume=req.volume,
-        price=price_raw("1.10010"),
-        time_ns=rig.clock.now_ns(),
-        comment=req.client_order_id,
-    )
-    await rig.engine.on_report(
-        OrderReport(
-            client_order_id=req.client_order_id,
-            tenant=rig.tenant,
-            account=ACCOUNT,
-            retcode=10009,
-            ts_ns=rig.clock.now_ns(),
-            order=501,
-            deals=[deal],
-        )
-    )
+    await rig.open_long(ticket=9001, order=501)
     await rig.tick("EURUSD", "1.10110", "1.10120")
     book = rig.engine.book(rig.tenant, ACCOUNT)
     assert book is not None
