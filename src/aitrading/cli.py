@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import os
 import sys
@@ -104,10 +103,14 @@ def up(
         run_split(cfg, simulate=simulate, on_ready=lambda names: _ready_banner(cfg, started, names, simulate))
         console.print("stopped cleanly")
         return
+    from aitrading.common import serving
     from aitrading.kernel import Kernel
 
     kernel = Kernel(cfg, simulate=simulate)
-    asyncio.run(kernel.run_until_stopped(lambda k: _ready_banner(cfg, started, k.service_names, k.simulate)))
+    serving.run(
+        kernel.run_until_stopped(lambda k: _ready_banner(cfg, started, k.service_names, k.simulate)),
+        cfg.services.event_loop,
+    )
     console.print("stopped cleanly")
 
 
@@ -119,12 +122,13 @@ def serve(
     log_level: Annotated[str | None, typer.Option(help="Log level on stderr")] = None,
 ) -> None:
     """Run one service on its port."""
+    from aitrading.common import serving
     from aitrading.kernel import Kernel
 
     cfg = _config(log_level or "INFO")
     owns_ticks = not (split and cfg.storage.ticks == "chdb" and service != "bridge")
     kernel = Kernel(cfg, [service], simulate=False, migrate=migrate, owns_ticks=owns_ticks)
-    asyncio.run(kernel.run_until_stopped())
+    serving.run(kernel.run_until_stopped(), cfg.services.event_loop)
 
 
 @app.command()

@@ -85,6 +85,9 @@ class ServicesConfig(_Section):
     lstm: int = 8022
     enabled: tuple[str, ...] = SERVICE_NAMES
     ready_timeout_s: float = 30.0
+    event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
+    """The event loop the platform's processes run on: `auto` takes uvloop where it is installed (it comes
+    with uvicorn[standard] on Linux and macOS), else asyncio's own."""
 
     def port(self, service: str) -> int:
         """Return the port of `service`."""
@@ -258,6 +261,13 @@ class FeaturesConfig(_Section):
     tick_timeframe: str = "M1"
     """The bars whose latest vector per-tick vectors extend."""
     cache_ttl_s: float | None = None
+    warmup_bars: int = Field(default=1000, ge=0, le=100_000)
+    """Stored bars replayed into a series' engine at start and when a series is first seen (0: none, the
+    engines then warm up from live bars only). See `aitrading.features.service`."""
+    warmup_timeframes: frozenset[str] = frozenset({"M1", "M5", "M15", "M30", "H1", "H4", "D1"})
+    """The timeframes of the stored series warmed up at start (others warm when their first bar comes)."""
+    warmup_retry_s: float = Field(default=60.0, gt=0)
+    """After history failed for a series, how long it warms from live bars before asking again."""
 
     @field_validator("tick_symbols", mode="before")
     @classmethod
@@ -270,6 +280,16 @@ class FeaturesConfig(_Section):
         from aitrading.model.market import Timeframe
 
         return Timeframe.parse(value).name
+
+    @field_validator("warmup_timeframes", mode="before")
+    @classmethod
+    def _timeframes(cls, value: object) -> object:
+        from aitrading.model.market import Timeframe
+
+        names = _comma_separated(value)
+        if isinstance(names, list | tuple | set | frozenset):
+            return frozenset(Timeframe.parse(str(n)).name for n in names)
+        return names
 
 
 class DecisionServiceConfig(_Section):

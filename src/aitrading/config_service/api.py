@@ -24,15 +24,12 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Response, status
 
-from aitrading.common.auth import Principal, TokenService, principal_dependency
+from aitrading.common.auth import USER_CONFIG_WRITERS, Principal, TokenService, principal_dependency
 from aitrading.common.errors import BadInputError, NotFoundError, PermissionDeniedError
 from aitrading.config_service.namespaces import NAMESPACES, SCOPES, defaults, namespace
 from aitrading.config_service.store import ConfigStore, EntryView, Owner, VersionConflictError, VersionView
 
-__all__ = ["USER_WRITER_ROLES", "config_router"]
-
-USER_WRITER_ROLES = frozenset({"platform_admin", "tenant_admin", "portfolio_manager", "api_user"})
-"""Roles that may write their own user scope: everyone but a read-only analyst."""
+__all__ = ["config_router"]
 
 Scope = Literal["global", "tenant", "user"]
 _SUBJECT = r"^[^\x00-\x1f\x7f]+$"
@@ -87,7 +84,7 @@ def _write_owner(principal: Principal, scope: str, user: str | None, tenant: str
         return Owner("tenant", tid)
     if user is not None and user != principal.subject:
         raise PermissionDeniedError("users write only their own user config")
-    if not principal.roles & USER_WRITER_ROLES:
+    if not principal.roles & USER_CONFIG_WRITERS:
         raise PermissionDeniedError("analysts read config only")
     return Owner("user", tid, principal.subject)
 

@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from aitrading.common.auth import Principal
+from aitrading.common.auth import USER_CONFIG_WRITERS, Principal
 
 __all__ = [
     "ADMIN",
@@ -185,12 +185,28 @@ def default_rules() -> list[Rule]:
     admin_mfa = (Grant(ADMIN, mfa=True),)
     platform_mfa = (Grant(frozenset({"platform_admin"}), mfa=True),)
     trading = (Grant(TRADERS, mfa=True), Grant(frozenset({"api_user"}), scope="trade"))
+    # The config service itself checks that a user writes only their own user scope.
+    own_config = (Grant(USER_CONFIG_WRITERS),)
+    # Order defaults of one's own orders are a trading action: step-up, or a key with the trade scope.
+    own_trading_config = (
+        Grant(USER_CONFIG_WRITERS - {"api_user"}, mfa=True),
+        Grant(frozenset({"api_user"}), scope="trade"),
+    )
+    model_writers = (Grant(TRADERS, mfa=True),)
+    read_only_post = (Grant(ALL_ROLES),)
+    set_or_clear = frozenset({"PUT", "DELETE"})
     return [
         Rule("admin", "*", READ_METHODS | WRITE_METHODS, "/admin/**", admin_mfa),
         Rule("engine-trade", "engine", WRITE_METHODS, "/**", trading),
         Rule("decision-strategies", "decision", WRITE_METHODS, "/**", trading),
+        Rule("config-own-trading", "config", set_or_clear, "/user/trading", own_trading_config),
+        Rule("config-own-user", "config", set_or_clear, "/user/{namespace}", own_config),
         Rule("config-write", "config", WRITE_METHODS, "/**", admin_mfa),
-        Rule("ml-write", "ml", WRITE_METHODS, "/**", (Grant(TRADERS, mfa=True),)),
+        # A prediction is a read that carries its input in a body: whoever may read may ask.
+        Rule("ml-predict", "ml", frozenset({"POST"}), "/ml/predict", read_only_post),
+        Rule("lstm-predict", "lstm", frozenset({"POST"}), "/ml/predict", read_only_post),
+        Rule("ml-write", "ml", WRITE_METHODS, "/**", model_writers),
+        Rule("lstm-write", "lstm", WRITE_METHODS, "/**", model_writers),
         Rule("notify-write", "notify", WRITE_METHODS, "/**", (Grant(TRADERS),)),
         Rule("hub-write", "hub", WRITE_METHODS, "/**", platform_mfa),
         Rule("dbservice-write", "dbservice", WRITE_METHODS, "/**", platform_mfa),

@@ -65,3 +65,64 @@ def test_short_secrets_and_overlong_lifetimes_are_refused() -> None:
         TokenService("short")
     with pytest.raises(ValueError, match="ttl_s"):
         TokenService(SECRET).issue("svc", ttl_s=10**7)
+
+
+class _CountingDecode:
+    """Counts PyJWT decodes, i.e. full verifications, while delegating to the real one."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls = 0
+        real = jwt.decode
+
+        def decode(*args: object, **kwargs: object) -> object:
+            self.calls += 1
+            return real(*args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(jwt, "decode", decode)
+
+
+def test_a_verified_token_is_served_from_the_cache_until_it_expires(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = TestClock()
+    tokens = TokenService(SECRET, clock=clock, leeway_s=5)
+    decodes = _CountingDecode(monkeypatch)
+    token = tokens.issue("svc", tenant="t1", roles=["analyst"], ttl_s=60)
+    first = tokens.verify(token)
+    for _ in range(5):
+        assert tokens.verify(token) == first
+    assert decodes.calls == 1  # once in full, then from the cache
+    clock.advance(64)  # still within exp + leeway
+    assert tokens.verify(token) == first
+    clock.advance(2)  # past exp + leeway: the cached entry no longer passes
+    with pytest.raises(jwt.ExpiredSignatureError):
+        tokens.verify(token)
+
+
+def test_the_cache_never_accepts_a_text_it_did_not_verify(monkeypatch: pytest.MonkeyPatch) -> None:
+    tokens = TokenService(SECRET, clock=TestClock())
+    token = tokens.issue("svc", tenant="t1", roles=["analyst"])
+    tokens.verify(token)
+    header, payload, signature = token.split(".")
+    forged_payload = jwt.utils.base64url_encode(
+        jwt.utils.base64url_decode(payload).replace(b'"t1"', b'"t2"')
+    ).decode()
+    for tampered in (f"{header}.{forged_payload}.{signature}", token + "x", token[:-2]):
+        with pytest.raises(jwt.InvalidTokenError):
+            tokens.verify(tampered)
+    assert tokens.verify(token).tenant == "t1"
+
+
+def test_the_cache_is_bounded_and_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = TestClock()
+    bounded = TokenService(SECRET, clock=clock, cache_entries=2)
+    issued = [bounded.issue(f"svc{i}") for i in range(5)]
+    for _ in range(2):
+        assert [bounded.verify(t).subject for t in issued] == [f"svc{i}" for i in range(5)]
+    assert len(bounded._verified) <= 2
+    off = TokenService(SECRET, clock=clock, cache_entries=0)
+    decodes = _CountingDecode(monkeypatch)
+    token = off.issue("svc")
+    for _ in range(3):
+        off.verify(token)
+    assert decodes.calls == 3

@@ -43,6 +43,23 @@ ALLOW, DENY, MFA = Verdict.ALLOW, Verdict.DENY, Verdict.MFA_REQUIRED
         (who("portfolio_manager"), "notify", "POST", "/subscriptions", ALLOW),
         (who(), "dbservice", "GET", "/ticks", DENY),
         (who("svc:unknown-role"), "hub", "GET", "/errors", DENY),
+        # Own user-scope config: anyone but an analyst; order defaults need step-up or the trade scope.
+        (who("portfolio_manager"), "config", "PUT", "/user/ui", ALLOW),
+        (who("api_user"), "config", "DELETE", "/user/notifications", ALLOW),
+        (who("analyst", mfa=True), "config", "PUT", "/user/ui", DENY),
+        (who("portfolio_manager"), "config", "PUT", "/user/trading", MFA),
+        (who("portfolio_manager", mfa=True), "config", "PUT", "/user/trading", ALLOW),
+        (who("api_user"), "config", "PUT", "/user/trading", DENY),
+        (who("api_user", "scope:trade"), "config", "PUT", "/user/trading", ALLOW),
+        (who("portfolio_manager", mfa=True), "config", "PUT", "/tenant/ui", DENY),
+        (who("tenant_admin"), "config", "PUT", "/tenant/risk", MFA),
+        (who("portfolio_manager"), "config", "POST", "/user/ui", DENY),
+        # Predictions are reads with a body; other model writes need a trader with step-up.
+        (who("analyst"), "ml", "POST", "/ml/predict", ALLOW),
+        (who("analyst"), "lstm", "POST", "/ml/predict", ALLOW),
+        (who("analyst", mfa=True), "ml", "POST", "/ml/models", DENY),
+        (who("portfolio_manager"), "lstm", "POST", "/ml/models", MFA),
+        (who("portfolio_manager", mfa=True), "lstm", "POST", "/ml/models", ALLOW),
     ],
 )
 def test_the_default_route_table(
