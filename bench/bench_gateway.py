@@ -16,9 +16,13 @@ authenticated (HS256 bearer token), counted against two rate limits (principal a
 counter in memory), checked against the route table, given a cached service token, and proxied.
 
 Figures only: nothing passes or fails on time. Two cores are shared by server and load generator. Both
-processes run on uvloop, the server with uvicorn's httptools parser; `--server-loop asyncio` serves on
-asyncio's default loop instead, as `aitrading up` and `aitrading serve` do today. In split mode the gateway
-calls over HTTP with its own pooled keep-alive client (`gateway.httpclient`).
+processes run on uvloop, the server with uvicorn's httptools parser, as `aitrading up` and `serve` do
+(`services.event_loop=auto`); `--server-loop asyncio` serves on asyncio's default loop instead. In split
+mode the gateway calls over HTTP with its own pooled keep-alive client (`gateway.httpclient`).
+
+Beside the wall-clock figures, the table shows the server process's CPU time per request (from /proc, warm-up
+included) and what one core would serve at that cost: the figure that does not depend on what else the
+machine is doing, since a busy neighbour lowers req/s but not the CPU a request needs.
 """
 
 import argparse
@@ -234,6 +238,15 @@ def _loadgen_main(args: argparse.Namespace) -> None:
 # --------------------------------------------------------------------------- orchestration
 
 
+def _cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) the process `pid` has used so far, from /proc (Linux); None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _spawn(*args: str, output: bool = True) -> subprocess.Popen[str]:
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     return subprocess.Popen(
@@ -283,6 +296,7 @@ def run(
             samples: dict[str, list[dict[str, Any]]] = {name: [] for name in ports}
             for _ in range(rounds):
                 for name, port in ports.items():
+                    cpu_before = _cpu_seconds(server.pid)
                     gen = _spawn(
                         "--loadgen",
                         "--port",
@@ -301,7 +315,12 @@ def run(
                     out, _ = gen.communicate(timeout=300)
                     if gen.returncode != 0:
                         raise RuntimeError(f"load generator failed against {name}")
-                    samples[name].append(json.loads(out))
+                    cpu_after = _cpu_seconds(server.pid)
+                    sample = json.loads(out)
+                    if cpu_before is not None and cpu_after is not None:
+                        # The server's CPU per request (warm-up included): its cost whatever else runs.
+                        sample["cpu_us"] = (cpu_after - cpu_before) / (requests + warmup) * 1e6
+                    samples[name].append(sample)
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -315,8 +334,10 @@ def _merge(runs: list[dict[str, Any]]) -> dict[str, Any]:
     def pct(p: float) -> float:
         return latencies[min(n - 1, int(p * n))] / 1e6
 
+    cpu = [r["cpu_us"] for r in runs if "cpu_us" in r]
     return {
         "n": n,
+        "cpu_us": sum(cpu) / len(cpu) if cpu else None,
         "rps": sum(r["n"] for r in runs) / sum(r["seconds"] for r in runs),
         "rps_rounds": [round(r["rps"]) for r in runs],
         "p50_ms": pct(0.50),
@@ -330,13 +351,17 @@ def _merge(runs: list[dict[str, Any]]) -> dict[str, Any]:
 def _table(results: dict[str, dict[str, Any]], connections: int) -> Table:
     title = f"Gateway vs direct: authenticated GET over loopback, {connections} connection(s)"
     table = Table(title=title)
-    for col in ("target", "requests", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors"):
+    columns = ("target", "requests", "req/s", "CPU µs/req", "req/s per core", "p50 ms", "p90 ms", "p99 ms")
+    for col in (*columns, "max ms", "errors"):
         table.add_column(col, justify="left" if col == "target" else "right")
     for name, r in results.items():
+        cpu = r.get("cpu_us")
         table.add_row(
             name,
             f"{r['n']:,}",
             f"{r['rps']:,.0f}",
+            f"{cpu:.0f}" if cpu else "-",
+            f"{1e6 / cpu:,.0f}" if cpu else "-",
             f"{r['p50_ms']:.3f}",
             f"{r['p90_ms']:.3f}",
             f"{r['p99_ms']:.3f}",
@@ -393,12 +418,15 @@ def main(argv: list[str] | None = None, **kwargs: Any) -> dict[str, dict[str, An
         _loadgen_main(args)
         return None
     levels = [int(c) for c in str(args.connections).split(",") if c.strip()]
+    console = Console()
+    if not console.is_terminal:
+        console.width = 140  # a log or pipe: room for every column instead of rich's default 80
     results: dict[str, dict[str, Any]] = {}
     for level in levels:
         figures = run(args.requests, level, args.rounds, args.split, args.warmup, args.server_loop)
         results.update({f"{name}@{level}": r for name, r in figures.items()})
         if not args.json:
-            Console().print(_table(figures, level))
+            console.print(_table(figures, level))
     if args.json:
         print(json.dumps(results, indent=2))
     return results

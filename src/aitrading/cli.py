@@ -233,11 +233,16 @@ def bench_gateway(
     connections: Annotated[str, typer.Option(help="Concurrent keep-alive connections, per level")] = "1,16",
     rounds: Annotated[int, typer.Option(help="Alternating rounds per target")] = 2,
     split: Annotated[bool, typer.Option(help="Also measure a gateway calling it over HTTP")] = False,
+    warmup: Annotated[int, typer.Option(help="Unmeasured requests before each measurement")] = 2_000,
+    server_loop: Annotated[str, typer.Option(help="Server event loop: uvloop or asyncio")] = "uvloop",
+    json_out: Annotated[bool, typer.Option("--json", help="Print the figures as JSON")] = False,
 ) -> None:
-    """Requests/s and p50/p99 of a proxied GET through the gateway next to the upstream called directly."""
+    """Requests/s, CPU per request and p50/p99 of a proxied GET through the gateway next to the upstream."""
     _bench("bench_gateway").main(
         ["--requests", str(requests), "--connections", connections, "--rounds", str(rounds)]
+        + ["--warmup", str(warmup), "--server-loop", server_loop]
         + (["--split"] if split else [])
+        + (["--json"] if json_out else [])
     )
 
 

@@ -19,3 +19,34 @@ def test_bench_ingest_runs_end_to_end_on_a_small_feed(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     assert "ticks/s" in result.stdout
     assert "accepted 20,000 of 20,000" in result.stdout
+
+
+def test_bench_gateway_measures_direct_and_proxied_calls_without_errors(tmp_path: Path) -> None:
+    import json
+
+    result = run_cli(
+        [
+            "bench",
+            "gateway",
+            "--requests",
+            "300",
+            "--warmup",
+            "50",
+            "--connections",
+            "2",
+            "--rounds",
+            "1",
+            "--json",
+        ],
+        platform_env(tmp_path),
+        tmp_path,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    figures = json.loads(result.stdout[result.stdout.index("{") :])
+    assert set(figures) == {"direct@2", "gateway@2"}
+    for target in figures.values():
+        assert target["n"] == 300
+        assert target["errors"] == 0
+        assert target["rps"] > 0
+        assert target["cpu_us"] is None or target["cpu_us"] > 0
