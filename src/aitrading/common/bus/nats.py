@@ -116,7 +116,13 @@ class _Consumer:
         while True:
             try:
                 batch = await self._psub.fetch(_FETCH_BATCH, timeout=_FETCH_TIMEOUT)
-            except nats.errors.TimeoutError:
+            except TimeoutError:
+                # An empty fetch. nats-py raises asyncio's TimeoutError as well as its own (a subclass) when
+                # the deadline passes, and catching only its own let the loop die under load. Python 3.11's
+                # `wait_for` may also turn our own cancel (unsubscribe) into a timeout: then stop.
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise asyncio.CancelledError from None
                 continue
             except nats.errors.Error as exc:
                 _log.warning("bus_fetch_failed", consumer=self._durable, error=repr(exc))
