@@ -31,9 +31,9 @@ class _Fetches:
 
     async def fetch(self, batch: int, timeout: float) -> list[Any]:
         self.calls += 1
-        step = self.script.pop(0) if self.script else None
-        if step is None:
+        if not self.script:
             await asyncio.sleep(3600)  # nothing more: wait like a long fetch
+        step = self.script.pop(0)
         if isinstance(step, BaseException):
             raise step
         return list(step)
