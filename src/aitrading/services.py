@@ -56,18 +56,7 @@ def _build(name: str, kernel: Kernel) -> Service:
             config=kernel.config.hub,
         )
     if name == "features":
-        from aitrading.common.auth import principal_dependency
-        from aitrading.features.service import FeaturesService
-
-        assert kernel.bus is not None, "features need the bus (topology.RESOURCES)"
-        return FeaturesService(
-            checks,
-            bus=kernel.bus,
-            cache=kernel.cache,
-            clock=kernel.clock,
-            authenticate=principal_dependency(kernel.tokens),
-            config=kernel.config.features,
-        )
+        return _features(kernel, checks)
     if name == "config":
         from aitrading.config_service.service import ConfigService
 
@@ -183,37 +172,85 @@ def _engine(kernel: Kernel, checks: dict[str, Check]) -> Service:
     )
 
 
-def _decision(kernel: Kernel, checks: dict[str, Check]) -> Service:
-    """The decision engine, sending its orders to the trading engine's risk check in this process.
+def _features(kernel: Kernel, checks: dict[str, Check]) -> Service:
+    """The features service, warming its engines from stored bars (`aitrading.features.history`).
 
-    When it trades, the defaults of its orders are the tenant's `trading` config, read through the config
-    service's client (cached, invalidated by `cfg.changed.<tenant>`), the platform defaults if the config
-    service cannot answer. In split mode the engine runs elsewhere and no engine client is wired yet: the
-    service then runs its shell and its status says so (README: planned).
+    In process with the data bridge (all-in-one) it reads the tick store the bridge writes; on its own
+    (split) it asks the database service's history API with a service token, over TLS when enabled.
+    """
+    from aitrading.common.auth import principal_dependency
+    from aitrading.features.history import BarHistory, HttpBarHistory, StoreBarHistory
+    from aitrading.features.service import FeaturesService
+
+    assert kernel.bus is not None, "features need the bus (topology.RESOURCES)"
+    history: BarHistory = (
+        StoreBarHistory(kernel.ticks)
+        if kernel.ticks is not None
+        else HttpBarHistory.for_platform(kernel.config, kernel.tokens)
+    )
+    return FeaturesService(
+        checks,
+        bus=kernel.bus,
+        cache=kernel.cache,
+        clock=kernel.clock,
+        authenticate=principal_dependency(kernel.tokens),
+        config=kernel.config.features,
+        history=history,
+    )
+
+
+def _decision(kernel: Kernel, checks: dict[str, Check]) -> Service:
+    """The decision engine, sending its orders to the trading engine's risk check.
+
+    With the trading engine in this process (all-in-one) it calls the engine directly and reads its books.
+    Without it (split mode) it sends them over the engine's HTTP API with a service token for the
+    configured tenant (`EngineClient`, TLS per config). When it trades, the defaults of its orders are the
+    tenant's `trading` config, read through the config service's client (cached, invalidated by
+    `cfg.changed.<tenant>`), the platform defaults if the config service cannot answer. Without a tenant,
+    account and strategies it runs its shell and its status says why.
     """
     from aitrading.common.auth import principal_dependency
     from aitrading.config_service.client import ConfigClient
     from aitrading.decision.defaults import ConfiguredOrderDefaults
+    from aitrading.decision.engine_client import EngineClient
     from aitrading.decision.service import DecisionService
     from aitrading.engine.service import EngineService
     from aitrading.model.positions import Position
 
     settings = kernel.config.decision
+    authenticate = principal_dependency(kernel.tokens)
+    trades = bool(settings.tenant and settings.account and settings.strategies)
+    if kernel.bus is None or not trades:
+        return DecisionService(checks, authenticate=authenticate, settings=settings)
+    # It trades: the pipeline owns the config client and, in split mode, the engine client.
+    config_client = ConfigClient.for_platform(
+        kernel.config, kernel.tokens, kernel.bus, kernel.clock, identity="decision"
+    )
+    defaults = ConfiguredOrderDefaults(config_client, kernel.clock)
     engine_service = kernel.services.get("engine")
-    if not isinstance(engine_service, EngineService) or kernel.bus is None:
-        return DecisionService(checks, authenticate=principal_dependency(kernel.tokens), settings=settings)
+    if not isinstance(engine_service, EngineService):  # split: the engine runs in another process
+        client = EngineClient.for_platform(
+            kernel.config,
+            kernel.tokens,
+            kernel.clock,
+            tenant=settings.tenant,
+            account=settings.account,
+        )
+        return DecisionService(
+            checks,
+            bus=kernel.bus,
+            clock=kernel.clock,
+            settings=settings,
+            defaults=defaults,
+            authenticate=authenticate,
+            engine_client=client,
+        )
     engine = engine_service.engine
 
     def positions(symbol: str) -> list[Position]:
         book = engine.book(settings.tenant, settings.account)
         return [] if book is None else [p for p in book.positions.values() if p.symbol == symbol]
 
-    defaults = None
-    if settings.tenant and settings.account and settings.strategies:  # it trades: the pipeline owns it
-        client = ConfigClient.for_platform(
-            kernel.config, kernel.tokens, kernel.bus, kernel.clock, identity="decision"
-        )
-        defaults = ConfiguredOrderDefaults(client, kernel.clock)
     return DecisionService(
         checks,
         bus=kernel.bus,
@@ -222,5 +259,5 @@ def _decision(kernel: Kernel, checks: dict[str, Check]) -> Service:
         positions=positions,
         settings=settings,
         defaults=defaults,
-        authenticate=principal_dependency(kernel.tokens),
+        authenticate=authenticate,
     )

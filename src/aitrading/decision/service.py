@@ -11,8 +11,14 @@ The defaults of the orders (volume when an intent names none, deviation, filling
 service (`ConfiguredOrderDefaults`); without one the engine's fixed defaults apply. The pipeline starts and
 stops the provider with itself.
 
-Without a `submit` port (the service started on its own, e.g. in split mode before the engine client is
-wired) the service runs its shell only: health, readiness, metrics, version, and `status` says why.
+Where the orders go: in one process with the trading engine, the kernel passes the engine's own
+`submit` and reads its books for `positions`. In split mode the kernel passes an `EngineClient`
+(`aitrading.decision.engine_client`): the same ports over the engine's HTTP API with a service token for
+the configured tenant, and the pipeline refreshes the client's snapshot of the account's positions before
+each decision. The client's counters (accepted, denied, refused, unreachable, retries) are in `status`.
+
+Without an engine port (no tenant, account or strategies configured, or built without a bus) the service
+runs its shell only: health, readiness, metrics, version, and `status` says why.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from aitrading.common.config import DecisionServiceConfig
 from aitrading.common.service import Check, Service
 from aitrading.decision.defaults import OrderDefaultsProvider
 from aitrading.decision.engine import DecisionConfig, DecisionEngine, PositionsFn, SubmitFn
+from aitrading.decision.engine_client import EngineClient
 from aitrading.model.ids import ClientOrderIdGenerator, bar_subject
 from aitrading.model.market import Bar, Timeframe
 from aitrading.model.values import PRICE_SCALE
@@ -84,9 +91,11 @@ class DecisionPipeline:
         submit: SubmitFn,
         positions: PositionsFn,
         defaults: OrderDefaultsProvider | None = None,
+        engine_client: EngineClient | None = None,
     ) -> None:
         self.settings = settings
         self._bus = bus
+        self.engine_client = engine_client
         self.strategies = [
             SafeStrategy(load_strategy(name, params), max_failures=settings.max_failures)
             for name, params in parse_strategies(settings.strategies)
@@ -112,8 +121,10 @@ class DecisionPipeline:
         self.bars = 0
 
     async def start(self) -> None:
-        """Start the order defaults provider and subscribe to the configured bars."""
+        """Start the order defaults provider (and engine client), and subscribe to the configured bars."""
         await self.engine.defaults.start()
+        if self.engine_client is not None:
+            await self.engine_client.start()
         tf = Timeframe.parse(self.settings.timeframe)
         for symbol in filter(None, (s.strip() for s in self.settings.symbols.split(","))):
             self._subs.append(
@@ -128,6 +139,8 @@ class DecisionPipeline:
             await sub.unsubscribe()
         self._subs = []
         await self.engine.defaults.stop()
+        if self.engine_client is not None:
+            await self.engine_client.stop()
 
     async def _on_bar(self, subject: str, msg: Message) -> None:
         if not isinstance(msg, Bar):
@@ -138,15 +151,20 @@ class DecisionPipeline:
             intents += s.on_bar(msg, self._ctx)
         self.engine.on_price(msg.symbol, msg.close / PRICE_SCALE)
         if intents:
+            if self.engine_client is not None:  # the engine asks for positions while it decides
+                await self.engine_client.refresh()
             await self.engine.on_intents(intents)
 
     def status(self) -> dict[str, Any]:
         """Strategies (enabled, failures, last error) and the engine's counters and directions."""
-        return {
+        out = {
             "bars": self.bars,
             "strategies": [s.status() for s in self.strategies],
             **self.engine.status(),
         }
+        if self.engine_client is not None:
+            out["engine_client"] = self.engine_client.status()
+        return out
 
 
 class DecisionService(Service):
@@ -170,17 +188,28 @@ class DecisionService(Service):
         settings: DecisionSettings | None = None,
         defaults: OrderDefaultsProvider | None = None,
         authenticate: Callable[[Request], Awaitable[Principal]] | None = None,
+        engine_client: EngineClient | None = None,
     ) -> None:
+        """Trade through `submit`/`positions` (in process) or `engine_client` (over HTTP), given a bus."""
         super().__init__(checks)
         self.pipeline: DecisionPipeline | None = None
         self.idle_reason = ""
+        self._idle_client = engine_client  # closed at stop when no pipeline owns it
         settings = settings or DecisionSettings()
-        if bus is None or clock is None or submit is None or positions is None:
+        if engine_client is not None:
+            submit, positions = engine_client.submit, engine_client.positions
+        if not settings.strategies or not settings.tenant or not settings.account:
+            self.idle_reason = (
+                "set AITRADING_DECISION__TENANT, __ACCOUNT and __STRATEGIES to trade: "
+                "the service runs its shell only"
+            )
+        elif bus is None or clock is None or submit is None or positions is None:
             self.idle_reason = "no trading engine port wired: the service runs its shell only"
-        elif not settings.strategies or not settings.tenant or not settings.account:
-            self.idle_reason = "set AITRADING_DECISION_TENANT, _ACCOUNT and _STRATEGIES to trade"
         else:
-            self.pipeline = DecisionPipeline(settings, bus, clock, submit, positions, defaults)
+            self.pipeline = DecisionPipeline(
+                settings, bus, clock, submit, positions, defaults, engine_client=engine_client
+            )
+            self._idle_client = None
         if authenticate is None:  # the status names strategies and accounts: never without a caller
             return
         router = APIRouter(prefix="/api/v1/decision", tags=["decision"], dependencies=[Depends(authenticate)])
@@ -203,4 +232,6 @@ class DecisionService(Service):
     async def _on_stop(self) -> None:
         if self.pipeline is not None:
             await self.pipeline.stop()
+        if self._idle_client is not None:
+            await self._idle_client.stop()
         await super()._on_stop()

@@ -4,13 +4,14 @@ Authorisation: a valid bearer token (`principal_dependency`). Feature vectors ar
 which belongs to a feed (a broker server), not to a tenant (see `aitrading.dbservice.api`): every
 authenticated principal may read them, and nothing tenant-owned is ever stored under these keys, so no
 tenant can see another's data through this route. Unknown series: 404; a bad timeframe: 400; the cache
-failing: 503.
+failing: 503. `GET /api/v1/features/status` says how the series were warmed up (see
+`aitrading.features.service`): counts and the last failure, no tenant data either.
 
 This module does not use `from __future__ import annotations`: FastAPI resolves the closures' annotations.
 """
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, status
 from pydantic import BaseModel
@@ -40,11 +41,20 @@ _NAME = r"^[^\x00-\x1f\x7f/]+$"
 
 
 def features_router(
-    cache: Cache | None, authenticate: Callable[[Request], Awaitable[Principal]]
+    cache: Cache | None,
+    authenticate: Callable[[Request], Awaitable[Principal]],
+    status_of: Callable[[], dict[str, Any]] | None = None,
 ) -> APIRouter:
-    """Return the router of `GET /api/v1/features/{feed}/{symbol}/{timeframe}`."""
+    """Return the router of `GET /api/v1/features/{feed}/{symbol}/{timeframe}` (and `/status`)."""
     router = APIRouter(prefix="/api/v1/features", tags=["features"])
     CurrentPrincipal = Annotated[Principal, Depends(authenticate)]
+
+    if status_of is not None:
+        report = status_of
+
+        @router.get("/status", summary="Warm-up of the series: from stored bars or live, failures")
+        async def warmup_status(principal: CurrentPrincipal) -> dict[str, Any]:
+            return report()
 
     @router.get("/{feed}/{symbol}/{timeframe}", summary="The latest feature vector of a series")
     async def latest(
