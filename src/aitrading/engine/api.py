@@ -225,13 +225,26 @@ def engine_router(  # noqa: PLR0915  # one small closure per route
     )
     async def close(account: str, identifier: int, body: PositionClose, principal: Trader) -> JSONResponse:
         book = book_of(principal, account)
+        first = book.orders.get(ClientOrderId(body.client_order_id)) if body.client_order_id else None
+        if first is not None:  # the same close again (its answer was lost): the engine answers the first
+            again = OrderRequest(
+                client_order_id=first.client_order_id,
+                tenant=book.tenant,
+                account=book.account,
+                ts_ns=clock.now_ns(),
+                symbol=first.symbol,
+                action=TradeAction.DEAL,
+                type=first.type,
+                volume=first.volume,
+            )
+            return await submit(again, principal)
         position = book.positions.get(identifier)
         if position is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no open position {identifier}")
         volume = _raw(body.volume, VOLUME_SCALE, "volume") or position.volume
-        coid = ids()
+        coid = body.client_order_id or ids()
         req = OrderRequest(
-            client_order_id=coid,
+            client_order_id=coid,  # type: ignore[arg-type]
             tenant=book.tenant,
             account=book.account,
             ts_ns=clock.now_ns(),
@@ -240,8 +253,10 @@ def engine_router(  # noqa: PLR0915  # one small closure per route
             type=OrderType.SELL if position.type is Side.BUY else OrderType.BUY,
             volume=volume,
             position=position.ticket if book.hedging else 0,
-            deviation=50,
+            deviation=body.deviation,
+            magic=position.magic if body.magic is None else body.magic,
             comment=coid,
+            strategy=body.strategy,  # type: ignore[arg-type]
         )
         return await submit(req, principal)
 

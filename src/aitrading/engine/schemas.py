@@ -79,9 +79,17 @@ class OrderModify(BaseModel):
 
 
 class PositionClose(BaseModel):
-    """Close all of a position, or `volume` lots of it."""
+    """Close all of a position, or `volume` lots of it.
+
+    With a `client_order_id` the close is idempotent: sent again (a lost answer), it is answered with what
+    happened to the first, even once the position is gone.
+    """
 
     volume: Decimal | None = Field(default=None, gt=0, le=MAX_LOTS)
+    deviation: int = Field(default=50, ge=0, le=10_000, description="points")
+    magic: int | None = Field(default=None, ge=0, le=2**63 - 1, description="default: the position's")
+    client_order_id: str | None = Field(default=None, max_length=31, pattern=r"^[A-Za-z0-9_.:-]{1,31}$")
+    strategy: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9_-]{1,64}$")
 
 
 class PositionCloseBy(BaseModel):
@@ -116,6 +124,9 @@ class OrderPublic(BaseModel):
     reason: str
     strategy: str | None
     deals: list[int]
+    magic: int = 0
+    position: int = 0
+    """MT5's ORDER_POSITION_ID: the position it closes, or the one its fill opened or changed (0: none)."""
 
 
 class SubmitPublic(BaseModel):
@@ -142,6 +153,8 @@ class PositionPublic(BaseModel):
     tp: str | None
     profit: str
     swap: str
+    magic: int = 0
+    comment: str = ""
 
 
 class DealPublic(BaseModel):
@@ -200,6 +213,8 @@ def order_public(o: Order) -> OrderPublic:
         reason=o.reason,
         strategy=o.strategy,
         deals=list(o.deals),
+        magic=o.magic,
+        position=o.position_id,
     )
 
 
@@ -217,6 +232,8 @@ def position_public(p: Position) -> PositionPublic:
         tp=_price(p.tp),
         profit=str(p.profit),
         swap=str(p.swap),
+        magic=p.magic,
+        comment=p.comment,
     )
 
 

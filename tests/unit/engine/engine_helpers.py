@@ -62,9 +62,11 @@ class Rig:
         await self.bus.publish(f"md.tick.{FEED}.{symbol}", tick)
         return tick
 
-    async def open_long(self, *, ticket: int, order: int | None = None, account: AccountId = ACCOUNT) -> None:
+    async def open_long(
+        self, *, ticket: int, order: int | None = None, account: AccountId = ACCOUNT, magic: int = 0
+    ) -> None:
         """Submit a 0.10-lot EURUSD buy and report it filled at 1.10010 (deal and position `ticket`)."""
-        req = self.request(account=account)
+        req = self.request(account=account, magic=magic)
         assert not (await self.engine.submit(req, "u")).denied
         deal = Deal(
             ticket=ticket,
@@ -76,6 +78,7 @@ class Rig:
             volume=req.volume,
             price=price_raw("1.10010"),
             time_ns=self.clock.now_ns(),
+            magic=magic,
             comment=req.client_order_id,
         )
         report = OrderReport(

@@ -112,3 +112,31 @@ async def test_close_by_needs_an_open_position_and_a_trading_role(
     assert missing.status_code == 404
     assert "9001" in missing.json()["detail"]
     assert (await client.post(path, json={"by": 0}, headers=trader)).status_code == 422
+
+
+async def test_a_close_with_a_client_order_id_is_idempotent_and_carries_the_positions_magic(
+    api: tuple[Rig, httpx.AsyncClient, TokenService],
+) -> None:
+    rig, client, tokens = api
+    await rig.open_long(ticket=7001, magic=77)
+    trader = auth(tokens, rig.tenant, "portfolio_manager")
+    listed = (await client.get(f"/api/v1/accounts/{ACCOUNT}/positions", headers=trader)).json()
+    assert [(p["ticket"], p["magic"]) for p in listed] == [(7001, 77)]
+    path = f"/api/v1/accounts/{ACCOUNT}/positions/7001/close"
+    body = {"client_order_id": "DEC-close-1", "deviation": 15, "strategy": "sma"}
+    first = await client.post(path, json=body, headers=trader)
+    assert first.status_code == 202, first.text
+    order = first.json()["order"]
+    assert order["client_order_id"] == "DEC-close-1"
+    assert order["magic"] == 77  # the position's, since the body named none
+    sent = rig.engine._requests[order["client_order_id"]]
+    assert (sent.deviation, sent.position, sent.strategy) == (15, 7001, "sma")
+    again = await client.post(path, json=body, headers=trader)  # its answer was lost: sent again
+    assert again.status_code == 202
+    assert again.json()["order"] == order
+    orders = (await client.get(f"/api/v1/accounts/{ACCOUNT}/orders", headers=trader)).json()
+    assert [o["client_order_id"] for o in orders].count("DEC-close-1") == 1
+    other = await client.post(path, json={"magic": 5}, headers=trader)  # no id: a new close each time
+    assert other.status_code == 202
+    assert other.json()["order"]["client_order_id"] != "DEC-close-1"
+    assert other.json()["order"]["magic"] == 5
