@@ -227,6 +227,32 @@ def bench_backtest(
     _bench("bench_backtest").main(bars=bars, ticks=ticks, peers=peers)
 
 
+@bench_app.command("decision")
+def bench_decision(
+    bars: Annotated[int, typer.Option(help="Measured bars per run")] = 3000,
+    train_bars: Annotated[int, typer.Option(help="Bars the models are trained on")] = 2000,
+    load: Annotated[int, typer.Option(help="Busy-loop processes beside the loaded runs")] = 2,
+    gap_ms: Annotated[float, typer.Option(help="Idle milliseconds between bars in live mode")] = 1.0,
+    lstm: Annotated[bool, typer.Option(help="Also the LSTM (needs the lstm extra)")] = True,
+    lstm_epochs: Annotated[int, typer.Option(help="LSTM training epochs")] = 5,
+    realtime: Annotated[bool, typer.Option(help="Also measure at SCHED_FIFO priority (root)")] = True,
+    synthetic: Annotated[bool, typer.Option(help="Synthetic bars even if the real ones exist")] = False,
+    gc_freeze: Annotated[bool, typer.Option(help="gc.freeze() after loading the models")] = False,
+) -> None:
+    """Decision latency per bar (features + inference + ensemble) of LightGBM, XGBoost and the LSTM."""
+    _bench("bench_decision").main(
+        bars=bars,
+        train_bars=train_bars,
+        load=load,
+        gap_ms=gap_ms,
+        lstm=lstm,
+        lstm_epochs=lstm_epochs,
+        realtime=realtime,
+        synthetic=synthetic,
+        gc_freeze=gc_freeze,
+    )
+
+
 @bench_app.command("gateway")
 def bench_gateway(
     requests: Annotated[int, typer.Option(help="Measured requests per target and round")] = 20_000,

@@ -50,3 +50,21 @@ def test_bench_gateway_measures_direct_and_proxied_calls_without_errors(tmp_path
         assert target["errors"] == 0
         assert target["rps"] > 0
         assert target["cpu_us"] is None or target["cpu_us"] > 0
+
+
+def test_bench_decision_trains_the_models_and_prints_their_latency_table(tmp_path: Path) -> None:
+    args = ["bench", "decision", "--bars", "150", "--train-bars", "600", "--load", "1", "--gap-ms", "0.2"]
+    args += ["--lstm-epochs", "1", "--no-realtime", "--synthetic"]
+    result = run_cli(args, platform_env(tmp_path), tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = result.stdout
+    assert "data synthetic: seeded random walk" in out
+    assert "p99 ≤ 1 ms" in out
+    rows = [
+        line.split() for line in out.splitlines() if line.split()[:1] in (["lightgbm"], ["xgboost"], ["lstm"])
+    ]
+    kinds = {"lightgbm", "xgboost"} | ({"lstm"} if "trained lstm" in out else set())
+    # every model in both modes, on the quiet machine (load 0) and beside one busy loop (load 1)
+    assert sorted((r[0], r[1], r[2]) for r in rows) == sorted(
+        (k, mode, load) for k in kinds for mode in ("replay", "live") for load in ("0", "1")
+    )

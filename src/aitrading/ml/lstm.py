@@ -10,7 +10,9 @@ unchanged: the look-ahead guard checks the windowed columns too (a lag taken fro
 caught), rows whose window is incomplete are NaN and dropped by `build_dataset`, purging works on the
 samples' label intervals as before, and a served LSTM is a `ProbabilityModel` whose `feature_names` are
 the flat window: stateless, cacheable, and callable through the same `POST /api/v1/ml/predict`
-(`window_vector` builds the named vector from consecutive feature vectors).
+(`window_vector` builds the named vector from consecutive feature vectors). `MLProbability` recognises
+the lagged names and keeps the rolling window itself (`aitrading.strategies.ml.WindowInputs`), so an
+LSTM trades in backtests and live bar by bar on the very rows it was trained on.
 
 **The network.** Inputs are standardised with the training rows' mean and deviation (held as buffers in
 the state dict, so inference reads them from the artifact), then an LSTM, its last hidden state, a
@@ -35,6 +37,7 @@ from aitrading.model.market import Bar, Timeframe
 
 __all__ = [
     "INSTALL_HINT",
+    "MAX_WINDOW",
     "LSTMClassifier",
     "default_lstm_params",
     "lagged_name",
@@ -47,7 +50,7 @@ __all__ = [
 ]
 
 INSTALL_HINT = "install the lstm extra: pip install -e '.[lstm]'"
-_MAX_WINDOW = 40  # 40 × 25 features = 1,000 named values, the API's limit per vector
+MAX_WINDOW = 40  # 40 × 25 features = 1,000 named values, the API's limit per vector
 
 
 def torch_available() -> bool:
@@ -95,8 +98,8 @@ def _check_params(params: Mapping[str, Any]) -> dict[str, Any]:
     ints = ("window", "hidden", "layers", "epochs", "batch_size", "threads")
     if not all(isinstance(p[k], int) and p[k] >= 1 for k in ints):
         raise BadInputError(f"LSTM parameters {', '.join(ints)} must be positive integers")
-    if p["window"] > _MAX_WINDOW:
-        raise BadInputError(f"the LSTM window is at most {_MAX_WINDOW} bars, got {p['window']}")
+    if p["window"] > MAX_WINDOW:
+        raise BadInputError(f"the LSTM window is at most {MAX_WINDOW} bars, got {p['window']}")
     if not p["learning_rate"] > 0 or p["weight_decay"] < 0:
         raise BadInputError("the learning rate must be positive and the weight decay not negative")
     return p
@@ -111,8 +114,8 @@ def windowed(
     build: Callable[[Sequence[Bar], Timeframe], FeatureFrame], window: int
 ) -> Callable[[Sequence[Bar], Timeframe], FeatureFrame]:
     """Return a feature builder whose row `t` is `build`'s rows `t-window+1 … t`, oldest first."""
-    if not 1 <= window <= _MAX_WINDOW:
-        raise BadInputError(f"the LSTM window must be 1 to {_MAX_WINDOW} bars, got {window}")
+    if not 1 <= window <= MAX_WINDOW:
+        raise BadInputError(f"the LSTM window must be 1 to {MAX_WINDOW} bars, got {window}")
 
     def build_windowed(bars: Sequence[Bar], timeframe: Timeframe) -> FeatureFrame:
         frame = build(bars, timeframe)
@@ -218,9 +221,13 @@ def save_lstm(estimator: LSTMClassifier, path: Path) -> Path:
 
 
 def load_lstm_predictor(path: Path) -> Callable[[npt.NDArray[np.float64]], float]:
-    """Return a single-row predictor of the state dict at `path` (architecture read from its shapes)."""
+    """Return a single-row predictor of the state dict at `path` (architecture read from its shapes).
+
+    A call runs with one intra-op thread: one window has nothing to parallelise, and a thread team would
+    contend with the other processes of a busy machine for a tail of milliseconds. The process's setting
+    (training may want more) is put back after the call; changing it costs ~0.1 µs.
+    """
     torch = require_torch()
-    torch.set_num_threads(1)
     state = torch.load(path, map_location="cpu", weights_only=True)
     try:
         n_features = int(state["mean"].shape[0])
@@ -231,12 +238,20 @@ def load_lstm_predictor(path: Path) -> Callable[[npt.NDArray[np.float64]], float
     except (KeyError, RuntimeError) as exc:
         raise BadInputError(f"{path} is not an LSTM state dict of this platform: {exc}") from None
     net.eval()
+    get_threads, set_threads = torch.get_num_threads, torch.set_num_threads
 
     def predict_lstm(row: npt.NDArray[np.float64]) -> float:
-        if row.size % n_features:
-            raise BadInputError(f"an LSTM input has a multiple of {n_features} values, got {row.size}")
+        if row.ndim != 1 or row.size % n_features:
+            raise BadInputError(f"an LSTM input has a multiple of {n_features} values, got {np.shape(row)}")
         seq = torch.from_numpy(row.astype(np.float32)).reshape(1, -1, n_features)
-        with torch.inference_mode():
-            return float(torch.sigmoid(net(seq))[0])
+        threads = get_threads()
+        if threads != 1:
+            set_threads(1)
+        try:
+            with torch.inference_mode():
+                return float(torch.sigmoid(net(seq))[0])
+        finally:
+            if threads != 1:
+                set_threads(threads)
 
     return predict_lstm

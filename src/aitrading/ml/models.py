@@ -3,21 +3,21 @@
 `make_classifier` builds an untrained estimator with conservative defaults (shallow trees, slow learning,
 subsampling: FX direction has little signal and overfits easily), `save_model` writes its native text
 format (no pickle: an artifact is data, not code), and `load_predictor` reads it back as a function of
-one feature row → probability of class 1, tuned for single-row latency. The LSTM (`aitrading.ml.lstm`)
-needs the optional PyTorch extra; its rows are flat windows of feature vectors and its artifact a state
-dict of tensors.
+one feature row → probability of class 1, tuned for single-row latency (`aitrading.ml.predictors`). The
+LSTM (`aitrading.ml.lstm`) needs the optional PyTorch extra; its rows are flat windows of feature vectors
+and its artifact a state dict of tensors.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING, Any, Literal
 
 from aitrading.common.errors import BadInputError
+
+if TYPE_CHECKING:  # the predictors import numpy; the CLI imports this module on every start
+    from aitrading.ml.predictors import Predictor
 
 __all__ = [
     "ARTIFACT_FILES",
@@ -36,8 +36,6 @@ ARTIFACT_FILES: Mapping[str, str] = {
     "xgboost": "model.xgb.json",
     "lstm": "model.lstm.pt",
 }
-
-Predictor = Callable[[npt.NDArray[np.float64]], float]
 
 
 def default_params(kind: str, seed: int = 7) -> dict[str, Any]:
@@ -109,26 +107,20 @@ def save_model(kind: str, estimator: Any, directory: Path) -> Path:
 
 
 def load_predictor(kind: str, path: Path) -> Predictor:
-    """Return a single-row predictor (probability of class 1) of the artifact at `path`."""
+    """Return a single-row predictor (probability of class 1) of the artifact at `path`.
+
+    The predictor takes a float64 row of the model's inputs and runs on one thread: the tree models
+    through their libraries' single-row C APIs (`aitrading.ml.predictors`), the LSTM with one intra-op
+    thread for the call.
+    """
     if kind == "lightgbm":
-        import lightgbm
+        from aitrading.ml.predictors import lightgbm_predictor
 
-        booster = lightgbm.Booster(model_file=str(path))
-
-        def predict_lgb(row: npt.NDArray[np.float64]) -> float:
-            return float(booster.predict(row.reshape(1, -1), num_threads=1)[0])
-
-        return predict_lgb
+        return lightgbm_predictor(path)
     if kind == "xgboost":
-        import xgboost
+        from aitrading.ml.predictors import xgboost_predictor
 
-        xgb_booster = xgboost.Booster(params={"nthread": 1})
-        xgb_booster.load_model(str(path))
-
-        def predict_xgb(row: npt.NDArray[np.float64]) -> float:
-            return float(xgb_booster.inplace_predict(row.reshape(1, -1))[0])
-
-        return predict_xgb
+        return xgboost_predictor(path)
     if kind == "lstm":
         from aitrading.ml.lstm import load_lstm_predictor
 
