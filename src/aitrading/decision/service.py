@@ -174,7 +174,7 @@ class DecisionService(Service):
     capabilities = (
         "strategies on closed bars (versioned interface, safe wrapper) → weighted ensemble, confidence "
         "threshold, regime filter → signals on sig.<tenant>.<strategy> → orders to the trading engine",
-        "GET /api/v1/decision/status (authenticated): strategies, failures, counters",
+        "GET /api/v1/status (authenticated): strategies, failures, counters",
     )
 
     def __init__(
@@ -212,7 +212,7 @@ class DecisionService(Service):
             self._idle_client = None
         if authenticate is None:  # the status names strategies and accounts: never without a caller
             return
-        router = APIRouter(prefix="/api/v1/decision", tags=["decision"], dependencies=[Depends(authenticate)])
+        router = APIRouter(prefix="/api/v1", tags=["decision"], dependencies=[Depends(authenticate)])
 
         @router.get("/status")
         async def status() -> dict[str, Any]:

@@ -1,10 +1,13 @@
 """The features API (port 8011): the latest feature vector of a feed/symbol/timeframe.
 
+`GET /api/v1/{feed}/{symbol}/{timeframe}` here, `/api/v1/features/{feed}/{symbol}/{timeframe}` through the
+gateway (every service's routes sit under `/api/v1/`, and the gateway adds the service's name).
+
 Authorisation: a valid bearer token (`principal_dependency`). Feature vectors are derived from market data,
 which belongs to a feed (a broker server), not to a tenant (see `aitrading.dbservice.api`): every
 authenticated principal may read them, and nothing tenant-owned is ever stored under these keys, so no
 tenant can see another's data through this route. Unknown series: 404; a bad timeframe: 400; the cache
-failing: 503. `GET /api/v1/features/status` says how the series were warmed up (see
+failing: 503. `GET /api/v1/status` says how the series were warmed up (see
 `aitrading.features.service`): counts and the last failure, no tenant data either.
 
 This module does not use `from __future__ import annotations`: FastAPI resolves the closures' annotations.
@@ -45,8 +48,8 @@ def features_router(
     authenticate: Callable[[Request], Awaitable[Principal]],
     status_of: Callable[[], dict[str, Any]] | None = None,
 ) -> APIRouter:
-    """Return the router of `GET /api/v1/features/{feed}/{symbol}/{timeframe}` (and `/status`)."""
-    router = APIRouter(prefix="/api/v1/features", tags=["features"])
+    """Return the router of `GET /api/v1/{feed}/{symbol}/{timeframe}` (and `/status`)."""
+    router = APIRouter(prefix="/api/v1", tags=["features"])
     CurrentPrincipal = Annotated[Principal, Depends(authenticate)]
 
     if status_of is not None:

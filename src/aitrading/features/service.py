@@ -2,7 +2,7 @@
 
 It subscribes to closed bars (`md.bar.<feed>.<symbol>.<tf>`), keeps one `FeatureEngine` per series, and on
 each bar close publishes the vector on `feat.<feed>.<symbol>.<tf>` and stores it as the series' latest in
-the cache; `GET /api/v1/features/...` reads it back (see `aitrading.features.api`). For the symbols named
+the cache; `GET /api/v1/...` reads it back (see `aitrading.features.api`). For the symbols named
 in `FeaturesConfig.tick_symbols` it also publishes a vector per tick on `feat.<feed>.<symbol>.TICK`: the
 latest bar vector of `tick_timeframe` plus the tick's spread, its move since that bar's close and the
 seconds since then.
@@ -34,7 +34,7 @@ Missing history degrades to warming from live bars, never to a failure: no histo
 failing (`cold`: a warning names the series and the reason; the service asks again after
 `warmup_retry_s` while the series has not produced a vector yet), history not available in this
 configuration (split mode on the embedded chDB store: the database service answers 503 with that reason;
-one warning, then every series is `live`). `GET /api/v1/features/status` shows which.
+one warning, then every series is `live`). `GET /api/v1/status` shows which.
 Bars are handled one at a time per subscription, so a series' first bar waits for its warm-up (the store
 in process: milliseconds; over HTTP bounded by the client's timeout).
 """
@@ -385,9 +385,9 @@ class FeaturesService(Service):
     capabilities = (
         "feature vectors on bar close: feat.<feed>.<symbol>.<tf> (indicators, returns, volatility, spread, "
         "session/time of day), per tick for configured symbols (feat.<feed>.<symbol>.TICK)",
-        "GET /api/v1/features/{feed}/{symbol}/{timeframe}: the latest vector (cached)",
+        "GET /api/v1/{feed}/{symbol}/{timeframe}: the latest vector (cached)",
         "warm-up from stored bars at start and on a series' first bar (tick store or database service); "
-        "GET /api/v1/features/status",
+        "GET /api/v1/status",
     )
 
     def __init__(

@@ -203,8 +203,8 @@ def default_rules() -> list[Rule]:
         Rule("config-own-user", "config", set_or_clear, "/user/{namespace}", own_config),
         Rule("config-write", "config", WRITE_METHODS, "/**", admin_mfa),
         # A prediction is a read that carries its input in a body: whoever may read may ask.
-        Rule("ml-predict", "ml", frozenset({"POST"}), "/ml/predict", read_only_post),
-        Rule("lstm-predict", "lstm", frozenset({"POST"}), "/ml/predict", read_only_post),
+        Rule("ml-predict", "ml", frozenset({"POST"}), "/predict", read_only_post),
+        Rule("lstm-predict", "lstm", frozenset({"POST"}), "/predict", read_only_post),
         Rule("ml-write", "ml", WRITE_METHODS, "/**", model_writers),
         Rule("lstm-write", "lstm", WRITE_METHODS, "/**", model_writers),
         Rule("notify-write", "notify", WRITE_METHODS, "/**", (Grant(TRADERS),)),

@@ -1,8 +1,10 @@
 """The ML API (port 8013): registered models and their inference.
 
-- `GET /api/v1/ml/models`: the registry index (every version, with its headline metrics);
-- `GET /api/v1/ml/models/{ref}`: one model's metadata (`name@version`, or `name` for the latest);
-- `POST /api/v1/ml/predict`: `{"model": ref, "features": {name: value}}` → P(up) from that model.
+- `GET /api/v1/models`: the registry index (every version, with its headline metrics);
+- `GET /api/v1/models/{ref}`: one model's metadata (`name@version`, or `name` for the latest);
+- `POST /api/v1/predict`: `{"model": ref, "features": {name: value}}` → P(up) from that model.
+
+Through the gateway these are `/api/v1/ml/...` (tree models) and `/api/v1/lstm/...` (the LSTM).
 
 The same router serves the tree models on the ML service (8013) and the LSTM models on the `lstm`
 service (8022): each lists, shows and predicts only the model kinds it serves, and names the other
@@ -92,7 +94,7 @@ class ModelCache:
 
 def ml_router(models: ModelCache, authenticate: Callable[[Request], Awaitable[Principal]]) -> APIRouter:
     """Return the router of the ML API over `models`."""
-    router = APIRouter(prefix="/api/v1/ml", tags=["ml"])
+    router = APIRouter(prefix="/api/v1", tags=["ml"])
     CurrentPrincipal = Annotated[Principal, Depends(authenticate)]
     Ref = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.#+@-]+$")]
 

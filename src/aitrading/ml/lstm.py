@@ -9,7 +9,7 @@ name). `windowed(build, window)` wraps any feature builder that way, so the trai
 unchanged: the look-ahead guard checks the windowed columns too (a lag taken from the wrong side is
 caught), rows whose window is incomplete are NaN and dropped by `build_dataset`, purging works on the
 samples' label intervals as before, and a served LSTM is a `ProbabilityModel` whose `feature_names` are
-the flat window: stateless, cacheable, and callable through the same `POST /api/v1/ml/predict`
+the flat window: stateless, cacheable, and callable through the same `POST /api/v1/predict`
 (`window_vector` builds the named vector from consecutive feature vectors). `MLProbability` recognises
 the lagged names and keeps the rolling window itself (`aitrading.strategies.ml.WindowInputs`), so an
 LSTM trades in backtests and live bar by bar on the very rows it was trained on.

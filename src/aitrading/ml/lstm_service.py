@@ -2,7 +2,7 @@
 
 The deep model runs in a service of its own so PyTorch (hundreds of MB, its own thread pool) stays out
 of the tree models' process in split mode. The routes and schemas are the ML service's
-(`aitrading.ml.api`: `GET /api/v1/ml/models[/{ref}]`, `POST /api/v1/ml/predict`); only the served model
+(`aitrading.ml.api`: `GET /api/v1/models[/{ref}]`, `POST /api/v1/predict`); only the served model
 kind differs. An LSTM's input is a flat window of feature vectors (`aitrading.ml.lstm.window_vector`).
 
 PyTorch is imported when the first LSTM model is loaded, not when the service starts: without the `lstm`
@@ -42,8 +42,8 @@ class LSTMService(Service):
         self.models = ModelCache(ModelRegistry(registry_dir), kinds=("lstm",))
         self.add_router(ml_router(self.models, authenticate))
         self.capabilities = (
-            "GET /api/v1/ml/models[/{ref}]: the registered LSTM models with data range, params, metrics",
-            "POST /api/v1/ml/predict: P(up) of a window of feature vectors from a registered LSTM (cached)",
+            "GET /api/v1/models[/{ref}]: the registered LSTM models with data range, params, metrics",
+            "POST /api/v1/predict: P(up) of a window of feature vectors from a registered LSTM (cached)",
             "offline: aitrading ml train --model lstm (purged walk-forward CV with embargo, baseline)",
             "PyTorch: "
             + ("installed" if torch_available() else f"missing, predictions answer 503 ({INSTALL_HINT})"),

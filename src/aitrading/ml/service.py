@@ -26,8 +26,8 @@ class MLService(Service):
 
     name = "ml"
     capabilities = (
-        "GET /api/v1/ml/models[/{ref}]: registered models with data range, params, metrics, code version",
-        "POST /api/v1/ml/predict: P(up) of a feature vector from a registered model (cached)",
+        "GET /api/v1/models[/{ref}]: registered models with data range, params, metrics, code version",
+        "POST /api/v1/predict: P(up) of a feature vector from a registered model (cached)",
         "offline: aitrading ml train (purged walk-forward CV with embargo, baseline, calibration)",
     )
 

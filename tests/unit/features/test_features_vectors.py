@@ -201,23 +201,23 @@ async def test_latest_vector_is_cached_and_read_back_only_with_a_valid_token(
         transport = httpx.ASGITransport(app=service.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://features") as client:
             auth = {"authorization": f"Bearer {tokens.issue('svc:reader', tenant='t1')}"}
-            assert (await client.get("/api/v1/features/F/EURUSD/M5")).status_code == 401
+            assert (await client.get("/api/v1/F/EURUSD/M5")).status_code == 401
             forged = TokenService("another-secret-entirely-of-32-bytes+").issue("x")
             bad = await client.get(
-                "/api/v1/features/F/EURUSD/M5", headers={"authorization": f"Bearer {forged}"}
+                "/api/v1/F/EURUSD/M5", headers={"authorization": f"Bearer {forged}"}
             )
             assert bad.status_code == 401
-            ok = await client.get("/api/v1/features/F/EURUSD/m5", headers=auth)
+            ok = await client.get("/api/v1/F/EURUSD/m5", headers=auth)
             assert ok.status_code == 200
             body = ok.json()
             want = compute_batch(bars, Timeframe.M5)
             assert body["time"] == bars[-1].time
             assert body["ts_ms"] == (bars[-1].time + 300) * 1000
             assert tuple(body["values"].values()) == tuple(want.values[-1])
-            missing = await client.get("/api/v1/features/F/GBPUSD/M5", headers=auth)
+            missing = await client.get("/api/v1/F/GBPUSD/M5", headers=auth)
             assert missing.status_code == 404
             assert "GBPUSD" in missing.json()["detail"]
-            wrong = await client.get("/api/v1/features/F/EURUSD/M7", headers=auth)
+            wrong = await client.get("/api/v1/F/EURUSD/M7", headers=auth)
             assert wrong.status_code == 400
             assert "unknown timeframe" in wrong.json()["detail"]
     finally:

@@ -55,11 +55,11 @@ ALLOW, DENY, MFA = Verdict.ALLOW, Verdict.DENY, Verdict.MFA_REQUIRED
         (who("tenant_admin"), "config", "PUT", "/tenant/risk", MFA),
         (who("portfolio_manager"), "config", "POST", "/user/ui", DENY),
         # Predictions are reads with a body; other model writes need a trader with step-up.
-        (who("analyst"), "ml", "POST", "/ml/predict", ALLOW),
-        (who("analyst"), "lstm", "POST", "/ml/predict", ALLOW),
-        (who("analyst", mfa=True), "ml", "POST", "/ml/models", DENY),
-        (who("portfolio_manager"), "lstm", "POST", "/ml/models", MFA),
-        (who("portfolio_manager", mfa=True), "lstm", "POST", "/ml/models", ALLOW),
+        (who("analyst"), "ml", "POST", "/predict", ALLOW),
+        (who("analyst"), "lstm", "POST", "/predict", ALLOW),
+        (who("analyst", mfa=True), "ml", "POST", "/models", DENY),
+        (who("portfolio_manager"), "lstm", "POST", "/models", MFA),
+        (who("portfolio_manager", mfa=True), "lstm", "POST", "/models", ALLOW),
     ],
 )
 def test_the_default_route_table(

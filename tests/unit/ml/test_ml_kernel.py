@@ -60,13 +60,13 @@ async def test_a_live_vector_is_scored_by_the_model_trained_on_the_same_features
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=features_app), base_url="http://f"
         ) as f:
-            latest = await f.get("/api/v1/features/F/EURUSD/H1", headers=auth)
+            latest = await f.get("/api/v1/F/EURUSD/H1", headers=auth)
         assert latest.status_code == 200
         vector = latest.json()
         assert vector["time"] == bars[-1].time
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=ml_app), base_url="http://m") as m:
             scored = await m.post(
-                "/api/v1/ml/predict", json={"model": meta["ref"], "features": vector["values"]}, headers=auth
+                "/api/v1/predict", json={"model": meta["ref"], "features": vector["values"]}, headers=auth
             )
         assert scored.status_code == 200
         want = RegisteredModel.load(registry, meta["ref"]).predict_proba(vector["values"])

@@ -183,19 +183,19 @@ async def test_the_lstm_service_predicts_through_the_ml_api_with_a_token(
     root, meta = trained
     want = RegisteredModel.load(ModelRegistry(root), meta["ref"]).predict_proba(windows[0])
     body = {"model": "EURUSD-H1-lstm-h1", "features": windows[0]}
-    anonymous = await lstm_client.post("/api/v1/ml/predict", json=body, headers={"authorization": ""})
+    anonymous = await lstm_client.post("/api/v1/predict", json=body, headers={"authorization": ""})
     assert anonymous.status_code == 401
-    first = await lstm_client.post("/api/v1/ml/predict", json=body)
+    first = await lstm_client.post("/api/v1/predict", json=body)
     assert first.status_code == 200
     assert first.json() == {"model": meta["ref"], "probability": want, "feature_set": meta["feature_set"]}
-    assert (await lstm_client.post("/api/v1/ml/predict", json=body)).json() == first.json()
+    assert (await lstm_client.post("/api/v1/predict", json=body)).json() == first.json()
     partial = {k: v for k, v in windows[0].items() if k != lagged_name("rsi_14", 2)}
-    missing = await lstm_client.post("/api/v1/ml/predict", json={"model": meta["ref"], "features": partial})
+    missing = await lstm_client.post("/api/v1/predict", json={"model": meta["ref"], "features": partial})
     assert missing.status_code == 400
     assert "rsi_14[t-2]" in missing.json()["detail"]
-    listed = (await lstm_client.get("/api/v1/ml/models")).json()["models"]
+    listed = (await lstm_client.get("/api/v1/models")).json()["models"]
     assert [m["ref"] for m in listed] == ["EURUSD-H1-lstm-h1@1"]
-    shown = await lstm_client.get("/api/v1/ml/models/EURUSD-H1-lstm-h1@1")
+    shown = await lstm_client.get("/api/v1/models/EURUSD-H1-lstm-h1@1")
     assert shown.json()["params"]["window"] == WINDOW
 
 
@@ -212,17 +212,17 @@ async def test_each_service_serves_its_own_kinds_and_names_the_other(
         min_train=500,
     )
     train(planted_bars(900), tree, ModelRegistry(root), TestClock())
-    refused = await lstm_client.get("/api/v1/ml/models/GBPUSD-H1-lightgbm-h1")
+    refused = await lstm_client.get("/api/v1/models/GBPUSD-H1-lightgbm-h1")
     assert refused.status_code == 404
     assert "served by the ml service" in refused.json()["detail"]
     ml = MLService({}, registry_dir=root, authenticate=principal_dependency(tokens))
     auth = {"authorization": f"Bearer {tokens.issue('svc:decision', tenant='t1')}"}
     transport = httpx.ASGITransport(app=ml.app)
     async with httpx.AsyncClient(transport=transport, base_url="http://ml", headers=auth) as c:
-        listed = (await c.get("/api/v1/ml/models")).json()["models"]
+        listed = (await c.get("/api/v1/models")).json()["models"]
         assert [m["ref"] for m in listed] == ["GBPUSD-H1-lightgbm-h1@1"]
         wrong = await c.post(
-            "/api/v1/ml/predict", json={"model": "EURUSD-H1-lstm-h1", "features": {"ret_1": 0.0}}
+            "/api/v1/predict", json={"model": "EURUSD-H1-lstm-h1", "features": {"ret_1": 0.0}}
         )
     assert wrong.status_code == 404
     assert "served by the lstm service" in wrong.json()["detail"]
@@ -285,8 +285,8 @@ async def test_without_pytorch_the_lstm_service_starts_lists_and_answers_503(
     auth = {"authorization": f"Bearer {tokens.issue('svc:decision', tenant='t1')}"}
     transport = httpx.ASGITransport(app=service.app)
     async with httpx.AsyncClient(transport=transport, base_url="http://lstm", headers=auth) as c:
-        assert (await c.get("/api/v1/ml/models/EURUSD-H1-lstm-h1")).status_code == 200
-        resp = await c.post("/api/v1/ml/predict", json={"model": "EURUSD-H1-lstm-h1", "features": windows[0]})
+        assert (await c.get("/api/v1/models/EURUSD-H1-lstm-h1")).status_code == 200
+        resp = await c.post("/api/v1/predict", json={"model": "EURUSD-H1-lstm-h1", "features": windows[0]})
     assert resp.status_code == 503
     assert "pip install -e '.[lstm]'" in resp.json()["detail"]
 
@@ -348,7 +348,7 @@ async def test_the_platform_runs_the_lstm_service_over_the_registry_of_its_data_
         auth = {"authorization": f"Bearer {kernel.tokens.issue('svc:decision', tenant='t1')}"}
         transport = httpx.ASGITransport(app=kernel.services["lstm"].app)
         async with httpx.AsyncClient(transport=transport, base_url="http://l", headers=auth) as c:
-            scored = await c.post("/api/v1/ml/predict", json={"model": meta["ref"], "features": windows[0]})
+            scored = await c.post("/api/v1/predict", json={"model": meta["ref"], "features": windows[0]})
         assert scored.status_code == 200
         assert scored.json()["probability"] == RegisteredModel.load(registry, meta["ref"]).predict_proba(
             windows[0]

@@ -118,31 +118,31 @@ async def test_predict_endpoint_serves_the_registered_model_and_needs_a_token(
     ref = metas["xgboost"]["ref"]
     want = RegisteredModel.load(ModelRegistry(root), ref).predict_proba(vectors[0])
     anonymous = await client.post(
-        "/api/v1/ml/predict", json={"model": ref, "features": vectors[0]}, headers={"authorization": ""}
+        "/api/v1/predict", json={"model": ref, "features": vectors[0]}, headers={"authorization": ""}
     )
     assert anonymous.status_code == 401
     first = await client.post(
-        "/api/v1/ml/predict", json={"model": "EURUSD-H1-xgboost-h1", "features": vectors[0]}
+        "/api/v1/predict", json={"model": "EURUSD-H1-xgboost-h1", "features": vectors[0]}
     )
     assert first.status_code == 200
     assert first.json()["model"] == ref
     assert first.json()["probability"] == pytest.approx(want, rel=1e-12)
-    second = await client.post("/api/v1/ml/predict", json={"model": ref, "features": vectors[0]})
+    second = await client.post("/api/v1/predict", json={"model": ref, "features": vectors[0]})
     assert second.json() == first.json()
     unknown = await client.post(
-        "/api/v1/ml/predict", json={"model": "GBPUSD-H1-xgboost-h1", "features": vectors[0]}
+        "/api/v1/predict", json={"model": "GBPUSD-H1-xgboost-h1", "features": vectors[0]}
     )
     assert unknown.status_code == 404
     assert "no model named" in unknown.json()["detail"]
-    partial = await client.post("/api/v1/ml/predict", json={"model": ref, "features": {"ret_1": 0.1}})
+    partial = await client.post("/api/v1/predict", json={"model": ref, "features": {"ret_1": 0.1}})
     assert partial.status_code == 400
     assert "needs features" in partial.json()["detail"]
 
 
 async def test_models_are_listed_and_shown(client: httpx.AsyncClient) -> None:
-    listed = (await client.get("/api/v1/ml/models")).json()["models"]
+    listed = (await client.get("/api/v1/models")).json()["models"]
     assert [m["ref"] for m in listed] == ["EURUSD-H1-lightgbm-h1@1", "EURUSD-H1-xgboost-h1@1"]
-    shown = await client.get("/api/v1/ml/models/EURUSD-H1-lightgbm-h1@1")
+    shown = await client.get("/api/v1/models/EURUSD-H1-lightgbm-h1@1")
     assert shown.status_code == 200
     assert shown.json()["features"] == list(FEATURE_NAMES)
-    assert (await client.get("/api/v1/ml/models/EURUSD-H1-lightgbm-h1@9")).status_code == 404
+    assert (await client.get("/api/v1/models/EURUSD-H1-lightgbm-h1@9")).status_code == 404
