@@ -203,9 +203,7 @@ async def test_latest_vector_is_cached_and_read_back_only_with_a_valid_token(
             auth = {"authorization": f"Bearer {tokens.issue('svc:reader', tenant='t1')}"}
             assert (await client.get("/api/v1/F/EURUSD/M5")).status_code == 401
             forged = TokenService("another-secret-entirely-of-32-bytes+").issue("x")
-            bad = await client.get(
-                "/api/v1/F/EURUSD/M5", headers={"authorization": f"Bearer {forged}"}
-            )
+            bad = await client.get("/api/v1/F/EURUSD/M5", headers={"authorization": f"Bearer {forged}"})
             assert bad.status_code == 401
             ok = await client.get("/api/v1/F/EURUSD/m5", headers=auth)
             assert ok.status_code == 200
