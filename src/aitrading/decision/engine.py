@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
@@ -121,9 +122,13 @@ class DecisionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     magic: int = 0
     """The magic of the default (static) order defaults; a provider passed to the engine decides instead."""
     regime: RegimeConfig | None = None
+    recent: int = 1000
+    """How many of the latest signals and orders `signals`/`orders` keep (for status and inspection)."""
 
     def __post_init__(self) -> None:
         strategy_id(self.strategy)
+        if self.recent < 1:
+            raise ValueError(f"recent must be >= 1, got {self.recent}")
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"threshold must be within [0, 1], got {self.threshold}")
         bad = {k: w for k, w in self.weights.items() if not w >= 0}
@@ -160,8 +165,9 @@ class DecisionEngine:
         self._views: dict[str, dict[str, OrderIntent]] = {}
         self._direction: dict[str, int] = {}
         self.regime = RegimeFilter(config.regime) if config.regime is not None else None
-        self.signals: list[Signal] = []
-        self.orders: list[OrderRequest] = []
+        # The latest only: a live service runs for months (the counters keep the totals).
+        self.signals: deque[Signal] = deque(maxlen=config.recent)
+        self.orders: deque[OrderRequest] = deque(maxlen=config.recent)
         self.counters: dict[str, int] = {"intents": 0, "signals": 0, "orders": 0, "denied": 0, "vetoed": 0}
         self.last_decide_ns = 0
         """How long the last `on_intents` took to decide (ensemble, threshold, regime), without submitting."""
@@ -266,19 +272,25 @@ class DecisionEngine:
         defaults = await self.defaults.get(self.config.tenant)
         if signal.volume <= 0 and signal.direction != FLAT:  # no intent named a volume: the default's
             signal = msgspec.structs.replace(signal, volume=defaults.volume)
+        before = self.direction(signal.symbol)
         self._direction[signal.symbol] = signal.direction
         self.signals.append(signal)
         self.counters["signals"] += 1
         await self._bus.publish(self._subject, signal)
         self._magics.add(defaults.magic)
         held = [p for p in self._positions(signal.symbol) if p.magic in self._magics]
+        done = True
         for pos in held:
             if int(pos.type.sign) != signal.direction:
                 kind = OrderType.SELL if pos.type is Side.BUY else OrderType.BUY
-                await self._send(signal, kind, pos.volume, pos.ticket, defaults, pos.magic)
+                done &= await self._send(signal, kind, pos.volume, pos.ticket, defaults, pos.magic)
         if signal.direction != FLAT and not any(int(p.type.sign) == signal.direction for p in held):
             kind = OrderType.BUY if signal.direction == LONG else OrderType.SELL
-            await self._send(signal, kind, signal.volume, 0, defaults, defaults.magic)
+            done &= await self._send(signal, kind, signal.volume, 0, defaults, defaults.magic)
+        if not done:
+            # The account is not where the signal points: keep the direction it had, so the next intents
+            # that still point there try again (once per batch) instead of being taken as already done.
+            self._direction[signal.symbol] = before
         return signal
 
     async def _send(
@@ -289,7 +301,8 @@ class DecisionEngine:
         position: int,
         defaults: OrderDefaults,
         magic: int,
-    ) -> None:
+    ) -> bool:
+        """Submit one order of `signal`; return whether the trading engine accepted it."""
         cid = self._new_id()
         req = OrderRequest(
             client_order_id=cid,
@@ -313,6 +326,8 @@ class DecisionEngine:
         if result.denied:
             self.counters["denied"] += 1
             _log.warning("signal_denied", symbol=signal.symbol, reason=result.reason, order=cid)
+            return False
+        return True
 
     def status(self) -> dict[str, Any]:
         """Counters, the current direction per symbol and where the order defaults come from."""

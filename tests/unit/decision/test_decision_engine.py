@@ -164,6 +164,34 @@ async def test_denied_order_is_counted_not_raised() -> None:
     assert engine.counters["denied"] == 1
 
 
+async def test_a_denied_entry_is_tried_again_by_the_next_intents_that_still_point_there() -> None:
+    port = Port(deny=True)
+    engine, seen = await make(port)
+    await engine.on_intents([intent("a", LONG)])
+    assert engine.direction("EURUSD") == FLAT  # the account is not long: the direction stays where it was
+    port.deny = False
+    await engine.on_intents([intent("a", LONG)])
+    assert [(r.type, r.position) for r in port.sent] == [(OrderType.BUY, 0), (OrderType.BUY, 0)]
+    assert engine.direction("EURUSD") == LONG
+    assert engine.counters["denied"] == 1
+    assert len(seen) == 2  # each attempt is a signal, so the audit explains both
+    await engine.on_intents([intent("a", LONG)])
+    assert len(port.sent) == 2  # accepted once: nothing more to do
+
+
+async def test_only_the_latest_signals_and_orders_are_kept() -> None:
+    port = Port()
+    engine, _ = await make(port, recent=3)
+    for i in range(10):
+        await engine.on_intents([intent("a", LONG if i % 2 == 0 else SHORT)])
+    assert engine.counters["signals"] == 10
+    assert len(engine.signals) == 3
+    assert len(engine.orders) == 3
+    assert engine.orders[-1] is port.sent[-1]
+    with pytest.raises(ValueError, match="recent"):
+        DecisionConfig(tenant="acme", account="7", recent=0)
+
+
 async def test_regime_filter_vetoes_entries_in_a_wild_market_but_not_exits() -> None:
     port = Port()
     engine, _ = await make(port, regime=RegimeConfig(period=5, max_vol=0.001))

@@ -310,7 +310,7 @@ async def test_a_direction_change_closes_the_engines_position_read_over_http(wor
     await bars(world, DOWN_CROSS, len(UP_CROSS))
     await pipeline.stop()
 
-    close, sell = pipeline.engine.orders[1:]
+    close, sell = list(pipeline.engine.orders)[1:]
     assert (close.type, close.position, close.volume) == (OrderType.SELL, 5001, volume_raw("0.1"))
     assert (sell.type, sell.position) == (OrderType.SELL, 0)
     orders = book_orders(world)

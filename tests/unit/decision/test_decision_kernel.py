@@ -97,7 +97,7 @@ async def test_the_kernel_wires_the_decision_engine_to_the_tenants_trading_confi
             assert [(o.deviation, o.filling) for o in engine.orders] == [(7, OrderFilling.IOC)]
             await put({"default_deviation_points": 44, "default_filling": "RETURN"}, 1)
             await _bars(kernel, [3, 2, 1], 8)
-            assert [(o.deviation, o.filling) for o in engine.orders[1:]] == [(44, OrderFilling.RETURN)]
+            assert [(o.deviation, o.filling) for o in list(engine.orders)[1:]] == [(44, OrderFilling.RETURN)]
         assert engine.defaults.failures == 0
     finally:
         await kernel.stop()

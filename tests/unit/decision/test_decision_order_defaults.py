@@ -136,7 +136,7 @@ async def test_an_intent_without_volume_trades_the_default_volume_and_the_signal
     (signal,) = seen
     assert isinstance(signal, Signal)
     assert signal.volume == LOT // 2
-    assert engine.signals == [signal]
+    assert list(engine.signals) == [signal]
 
 
 async def test_an_intent_volume_wins_over_the_default_volume() -> None:
