@@ -15,7 +15,7 @@ amount stands.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from decimal import Decimal
 from fractions import Fraction
 from typing import NamedTuple
@@ -23,14 +23,14 @@ from typing import NamedTuple
 import msgspec
 
 from aitrading.model._exact import NOTIONAL_SCALE, div_half_even
-from aitrading.model.accounts import AccountState, floating_of
-from aitrading.model.calc import conversion_rate, margin_exact, money_of, to_money
+from aitrading.model.accounts import AccountState
+from aitrading.model.calc import margin_exact, money_of, rate_ratio, to_money
 from aitrading.model.deals import Deal
 from aitrading.model.enums import DealEntry, DealType, OrderState, OrderTime, OrderType, Side
 from aitrading.model.market import Tick
 from aitrading.model.positions import Position, apply_deal_hedging, apply_deal_netting, netting_entry
 from aitrading.model.symbols import SymbolSpec
-from aitrading.model.values import VOLUME_SCALE
+from aitrading.model.values import VOLUME_SCALE, money
 from aitrading.mt5 import constants as c
 from aitrading.mt5.sim.account import ExecutionSettings, SimAccount
 from aitrading.mt5.sim.book import Book, BookOrder
@@ -40,6 +40,7 @@ __all__ = ["FillPlan", "Ledger", "Quotes", "expiry_ns"]
 NS_PER_DAY = 86_400_000_000_000
 _MEMO_MAX = 4096
 _ZERO = Decimal(0)
+_HUNDRED = Decimal(100)
 _CLOSING = (DealEntry.OUT, DealEntry.OUT_BY)
 
 
@@ -87,46 +88,55 @@ class Ledger:
         self.rng = random.Random(settings.seed)
         self.dirty = False
         self.margin_call = False
-        self._margins: dict[str, Fraction] = {}
-        self._margin_memo: dict[tuple[object, ...], Fraction] = {}
+        self._margins: dict[str, tuple[int, int]] = {}
+        self._margin_memo: dict[tuple[object, ...], tuple[int, int]] = {}
         self._costs: dict[Decimal, int] = {}
-        self._contracts: dict[str, Fraction] = {}
-        self.state = self._state(
-            book.positions.values(), self._margin(book.positions.values(), remember=True)
-        )
+        self._contracts: dict[str, tuple[int, int]] = {}
+        self._mode = account.mode  # an enum lookup: read on every quote
+        self._state: AccountState | None = None
+        self._raw_balance: Decimal | None = None
+        self._raw_credit: Decimal | None = None
+        self._balance_q = self._credit_q = _ZERO
+        self._money: tuple[Decimal, Decimal, Decimal, Decimal] = (_ZERO, _ZERO, _ZERO, _ZERO)
+        self._take_money(self._margin(book.positions.values(), remember=True))
 
     # --- valuation -------------------------------------------------------------------------------------
     def profit_fn(
         self, symbol: str, side: Side, volume: int, price_open: Fraction, price_close: Fraction
     ) -> Decimal:
         """Return the profit of `volume` from `price_open` to `price_close`, MT5's way, in account money."""
+        # (close − open) × sign × lots × contract size × rate on one numerator over one denominator (no
+        # `Fraction` products and their gcds): the same value, rounded as `to_money` rounds it.
         spec = self.specs[symbol]
-        amount = (
-            (price_close - price_open)
+        size_num, size_den = self._contract(spec)
+        num = (
+            (price_close.numerator * price_open.denominator - price_open.numerator * price_close.denominator)
             * side.sign
-            * Fraction(volume, VOLUME_SCALE)
-            * Fraction(spec.contract_size)
+            * volume
+            * size_num
         )
-        loss = amount < 0
-        rate = conversion_rate(
+        den = price_close.denominator * price_open.denominator * VOLUME_SCALE * size_den
+        loss = num < 0
+        rate_num, rate_den = rate_ratio(
             spec.currency_profit,
             self.account.currency,
             self.quotes,
             use_ask_direct=loss,
             use_ask_inverse=not loss,
         )
-        return to_money(amount * rate, self.account.currency_digits)
+        return money_of(num * rate_num, den * rate_den, self.account.currency_digits)
 
-    def _symbol_margin(self, spec: SymbolSpec, side: Side, volume: int, price_raw: int) -> Fraction:
+    def _symbol_margin(self, spec: SymbolSpec, side: Side, volume: int, price_raw: int) -> tuple[int, int]:
         # `margin_exact` is the margin in the margin currency times the rate converting it (at the ask for
         # BUY, the bid for SELL). The first factor depends only on these arguments and is memoised; the
-        # rate moves with every quote of the converting symbol, so it alone is looked up per call.
+        # rate moves with every quote of the converting symbol, so it alone is looked up per call. Kept as
+        # one numerator over one denominator (no `Fraction` and its gcd): this runs on every quote.
         key = (spec.name, side, volume, price_raw)
         base = self._margin_memo.get(key)
         if base is None:
             if len(self._margin_memo) > _MEMO_MAX:
                 self._margin_memo.clear()
-            base = self._margin_memo[key] = margin_exact(
+            exact = margin_exact(
                 spec,
                 side,
                 volume,
@@ -135,21 +145,38 @@ class Ledger:
                 account_currency=spec.currency_margin,
                 rates=self.quotes,
             )
+            base = self._margin_memo[key] = (exact.numerator, exact.denominator)
         if spec.currency_margin == self.account.currency:
             return base
         buy = side is Side.BUY
-        return base * conversion_rate(
+        rate_num, rate_den = rate_ratio(
             spec.currency_margin, self.account.currency, self.quotes, use_ask_direct=buy, use_ask_inverse=buy
         )
+        return base[0] * rate_num, base[1] * rate_den
 
-    def _margin(self, positions: Iterable[Position], *, remember: bool = False) -> Fraction:
-        """Return the exact margin `positions` need (see the module docstring for hedged legs)."""
+    def _margin(self, positions: Collection[Position], *, remember: bool = False) -> tuple[int, int]:
+        """Return the exact margin `positions` need as (numerator, denominator > 0), unreduced (see the
+        module docstring for hedged legs)."""
+        if len(positions) == 1:  # one leg (the common case, on every quote): the loop below, unrolled
+            (p,) = positions
+            try:
+                one = self._symbol_margin(
+                    self.specs[p.symbol], p.type, p.volume, div_half_even(self._cost_raw(p), p.volume)
+                )
+            except ValueError:
+                one = self._margins.get(p.symbol, (0, 1))
+            if remember:
+                self._margins[p.symbol] = one
+            return one
         legs: dict[tuple[str, Side], list[int]] = {}
         for p in positions:
-            leg = legs.setdefault((p.symbol, p.type), [0, 0])
-            leg[0] += p.volume
-            leg[1] += self._cost_raw(p)
-        total = Fraction(0)
+            leg = legs.get((p.symbol, p.type))
+            if leg is None:
+                legs[(p.symbol, p.type)] = [p.volume, self._cost_raw(p)]
+            else:
+                leg[0] += p.volume
+                leg[1] += self._cost_raw(p)
+        num, den = 0, 1
         for symbol in {symbol for symbol, _ in legs}:
             buy = legs.get((symbol, Side.BUY), [0, 0])
             sell = legs.get((symbol, Side.SELL), [0, 0])
@@ -158,29 +185,87 @@ class Ledger:
             try:
                 amount = self._symbol_margin(self.specs[symbol], side, volume, div_half_even(cost, volume))
             except ValueError:
-                amount = self._margins.get(symbol, Fraction(0))
+                amount = self._margins.get(symbol, (0, 1))
             if remember:
                 self._margins[symbol] = amount
-            total += amount
+            if num:
+                num, den = num * amount[1] + amount[0] * den, den * amount[1]
+            else:
+                num, den = amount
+        return num, den
+
+    @property
+    def state(self) -> AccountState:
+        """Balance, equity and margin as of the last revaluation.
+
+        Built when read, from the money `_take_money` took then: a backtest revalues on every quote, and
+        most quotes only need the margin level's side of the stop-out levels (`level_at_most`).
+        """
+        state = self._state
+        if state is None:
+            a = self.account
+            balance, credit, floating, margin = self._money
+            state = self._state = AccountState.of(
+                login=a.login,
+                currency=a.currency,
+                leverage=a.leverage,
+                margin_mode=self._mode,
+                balance=balance,
+                credit=credit,
+                floating=floating,
+                margin=margin,
+                digits=a.currency_digits,
+            )
+        return state
+
+    def _take_money(self, margin: tuple[int, int]) -> None:
+        """Take the balance, credit, floating result and `margin` now as the account's (see `state`)."""
+        digits = self.account.currency_digits
+        book = self.book
+        balance, credit = book.balance, book.credit
+        if balance is not self._raw_balance:  # changes with deals only: quantized once per change
+            self._raw_balance, self._balance_q = balance, money(balance, digits)
+        if credit is not self._raw_credit:
+            self._raw_credit, self._credit_q = credit, money(credit, digits)
+        self._money = (
+            self._balance_q,
+            self._credit_q,
+            money(self._floating(), digits),
+            money_of(margin[0], margin[1], digits),
+        )
+        self._state = None
+        self.margin_call = self.level_at_most(self.account.margin_so_call)
+
+    @property
+    def balance(self) -> Decimal:
+        """`state.balance`, without building the state."""
+        return self._money[0]
+
+    @property
+    def equity(self) -> Decimal:
+        """`state.equity` (balance + credit + floating), without building the state."""
+        balance, credit, floating, _ = self._money
+        return balance + credit + floating
+
+    def _floating(self) -> Decimal:
+        """`accounts.floating_of` the open positions, as a loop (on every quote)."""
+        total = _ZERO
+        for p in self.book.positions.values():
+            total += p.profit + p.swap
         return total
 
-    def _state(
-        self, positions: Iterable[Position], margin: Fraction, *, balance: Decimal | None = None
-    ) -> AccountState:
-        a = self.account
-        return AccountState.of(
-            login=a.login,
-            currency=a.currency,
-            leverage=a.leverage,
-            margin_mode=a.mode,
-            balance=self.book.balance if balance is None else balance,
-            credit=self.book.credit,
-            floating=floating_of(positions),
-            margin=money_of(margin.numerator, margin.denominator, a.currency_digits),  # per tick
-            digits=a.currency_digits,
-        )
+    def level_at_most(self, level: Decimal) -> bool:
+        """Tell whether the margin level (`state.margin_level`) is at or below `level` (False without
+        margin)."""
+        balance, credit, floating, margin = self._money
+        if not margin:
+            return False
+        if level < _HUNDRED and balance + credit + floating >= margin:
+            return False  # equity >= margin: the level is at least 100.00 (no state to build)
+        found = self.state.margin_level
+        return found is not None and found <= level
 
-    def revalue(self, symbols: Iterable[str] | None = None) -> AccountState:
+    def revalue(self, symbols: Iterable[str] | None = None) -> None:
         """Mark positions at their exit prices (all, or those of `symbols`) and recompute the account."""
         book = self.book
         wanted = None if symbols is None else set(symbols)
@@ -192,12 +277,7 @@ class Ledger:
                 book.positions[key] = self._mark(p, p.type.exit_price(tick.bid, tick.ask))
             except ValueError:  # no conversion quote yet: keep the last valuation
                 continue
-        self.state = self._state(
-            book.positions.values(), self._margin(book.positions.values(), remember=True)
-        )
-        level = self.state.margin_level
-        self.margin_call = level is not None and level <= self.account.margin_so_call
-        return self.state
+        self._take_money(self._margin(book.positions.values(), remember=True))
 
     def _mark(self, p: Position, price: int) -> Position:
         """Return `p` valued at `price`: `positions.mark` with `profit_fn`, in integer arithmetic (hot path).
@@ -206,21 +286,21 @@ class Ledger:
         over the notional scale exactly, so the result is the same to the last digit.
         """
         spec = self.specs[p.symbol]
-        contract = self._contract(spec)
+        size_num, size_den = self._contract(spec)
         # One numerator over one denominator (no intermediate fractions): the same value, rounded as
         # `to_money` rounds it.
-        num = p.type.sign * (price * p.volume - self._cost_raw(p)) * contract.numerator
-        den = NOTIONAL_SCALE * contract.denominator
+        num = p.type.sign * (price * p.volume - self._cost_raw(p)) * size_num
+        den = NOTIONAL_SCALE * size_den
         if spec.currency_profit != self.account.currency:  # else the rate is exactly 1
             loss = num < 0
-            rate = conversion_rate(
+            rate_num, rate_den = rate_ratio(
                 spec.currency_profit,
                 self.account.currency,
                 self.quotes,
                 use_ask_direct=loss,
                 use_ask_inverse=not loss,
             )
-            num, den = num * rate.numerator, den * rate.denominator
+            num, den = num * rate_num, den * rate_den
         value = money_of(num, den, self.account.currency_digits)
         return msgspec.structs.replace(p, price_current=price, profit=value)
 
@@ -233,10 +313,10 @@ class Ledger:
             cached = self._costs[p.cost] = p.cost_raw
         return cached
 
-    def _contract(self, spec: SymbolSpec) -> Fraction:
+    def _contract(self, spec: SymbolSpec) -> tuple[int, int]:
         size = self._contracts.get(spec.name)
         if size is None:
-            size = self._contracts[spec.name] = Fraction(spec.contract_size)
+            size = self._contracts[spec.name] = Fraction(spec.contract_size).as_integer_ratio()
         return size
 
     def _converts(self, p: Position) -> bool:
@@ -248,7 +328,7 @@ class Ledger:
         """Return why `symbol`'s profit cannot be converted to account money now ("" when it can)."""
         spec = self.specs[symbol]
         try:
-            conversion_rate(
+            rate_ratio(
                 spec.currency_profit,
                 self.account.currency,
                 self.quotes,
@@ -375,7 +455,7 @@ class Ledger:
         profit and swap from floating to balance without changing equity.
         """
         digits = self.account.currency_digits
-        margin = to_money(self._margin(plan.positions.values()), digits)
+        margin = money_of(*self._margin(plan.positions.values()), digits)
         return margin, self.state.equity + plan.deal.commission - margin
 
     def no_money(self, plan: FillPlan) -> bool:

@@ -101,8 +101,11 @@ def on_tick(ledger: Ledger, tick: Tick) -> None:
 
 
 def _trigger_stops(ledger: Ledger, tick: Tick, time_ns: int) -> None:
-    spec = ledger.specs[tick.symbol]
-    if ledger.missing_rate(tick.symbol):
+    symbol = tick.symbol
+    if not any((p.sl or p.tp) and p.symbol == symbol for p in ledger.book.positions.values()):
+        return  # no stop to trigger (most quotes)
+    spec = ledger.specs[symbol]
+    if ledger.missing_rate(symbol):
         return  # cannot book the profit yet: the stops fire on a tick once the conversion is quoted
     for p in sorted(ledger.book.positions.values(), key=lambda p: p.ticket):
         if p.symbol != tick.symbol:
@@ -171,10 +174,10 @@ def _stop_out(ledger: Ledger, time_ns: int) -> None:
     """Close the most losing position while the margin level is at or below the stop-out level."""
     so_level = ledger.account.margin_so_so
     while ledger.book.positions:
+        if not ledger.level_at_most(so_level):
+            return
         state = ledger.state
         level = state.margin_level
-        if level is None or level > so_level:
-            return
         candidates = [
             p
             for p in ledger.book.positions.values()

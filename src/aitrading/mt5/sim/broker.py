@@ -130,9 +130,24 @@ class SimBroker:
         return self._ledger.state
 
     @property
+    def balance(self) -> Decimal:
+        """`state.balance`, without building the whole state (read on every quote by a backtest)."""
+        return self._ledger.balance
+
+    @property
+    def equity(self) -> Decimal:
+        """`state.equity`, without building the whole state."""
+        return self._ledger.equity
+
+    @property
     def margin_call(self) -> bool:
         """True while the margin level is at or below the margin-call level."""
         return self._ledger.margin_call
+
+    @property
+    def has_positions(self) -> bool:
+        """True while a position is open."""
+        return bool(self._book.positions)
 
     @property
     def positions(self) -> tuple[Position, ...]:
@@ -153,6 +168,10 @@ class SimBroker:
     def deals(self) -> tuple[Deal, ...]:
         """Every deal, in the order it was made."""
         return tuple(self._book.deals)
+
+    def deals_since(self, start: int) -> list[Deal]:
+        """The deals made after the first `start` (`deals[start:]` without copying the rest)."""
+        return self._book.deals[start:]
 
     def position_reason(self, identifier: int) -> int:
         """Return the `POSITION_REASON_*` of an open position."""
