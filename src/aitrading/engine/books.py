@@ -19,13 +19,13 @@ from fractions import Fraction
 import msgspec
 
 from aitrading.common.bus.codec import Message
-from aitrading.engine.limits import RiskState
+from aitrading.engine.limits import RiskScope, RiskState
 from aitrading.model import calc
 from aitrading.model.accounts import AccountState
 from aitrading.model.deals import Deal
 from aitrading.model.enums import Side
 from aitrading.model.events import PositionChanged, PositionClosed, PositionOpened
-from aitrading.model.ids import AccountId, ClientOrderId, TenantId
+from aitrading.model.ids import AccountId, ClientOrderId, TenantId, order_event_subject
 from aitrading.model.orders import Order
 from aitrading.model.positions import (
     Position,
@@ -36,34 +36,71 @@ from aitrading.model.positions import (
 from aitrading.model.symbols import SymbolSpec
 from aitrading.model.values import PRICE_SCALE, VOLUME_SCALE
 
-__all__ = ["AccountBook", "account_profit_fn"]
+__all__ = ["AccountBook", "AccountProfit", "account_profit_fn"]
 
 _ZERO = Decimal(0)
 _MEMO_MAX = 4096
 
 
+class AccountProfit:
+    """The profit function of an account (a `ProfitFn`): MT5's profit of a position in the account currency.
+
+    (close − open) × sign × lots × contract size × rate, rounded by `calc.to_money`, kept as one numerator
+    over one denominator because it runs for every position on every tick. `of_position` is the same
+    value for a whole position at a raw price, on integers only (no `Fraction` and its gcd per tick).
+    """
+
+    __slots__ = ("_costs", "_currency", "_digits", "_rates", "_specs")
+
+    def __init__(self, specs: Callable[[str], SymbolSpec], currency: str, rates: calc.Rates, digits: int):
+        self._specs, self._currency, self._rates, self._digits = specs, currency, rates, digits
+        self._costs: dict[Decimal, int] = {}
+
+    def __call__(
+        self, symbol: str, side: Side, volume: int, price_open: Fraction, price_close: Fraction
+    ) -> Decimal:
+        # close − open cross-multiplied (unreduced: `calc.money_of` rounds it as the reduced fraction)
+        num = price_close.numerator * price_open.denominator - price_open.numerator * price_close.denominator
+        den = price_close.denominator * price_open.denominator
+        return self._money(symbol, num * side.sign * volume, den * VOLUME_SCALE)
+
+    def of_position(self, position: Position, price: int) -> Decimal:
+        """Return the profit of closing all of `position` at raw `price` (`positions.floating_profit`).
+
+        (price − cost / volume) × sign × volume equals sign × (price × volume − cost) over the notional
+        scale exactly, so the result is the same to the last digit.
+        """
+        cost = self._costs.get(position.cost)
+        if cost is None:  # parsing the exact Decimal cost back each tick would cost more than the rest
+            if len(self._costs) > _MEMO_MAX:
+                self._costs.clear()
+            cost = self._costs[position.cost] = position.cost_raw
+        num = position.type.sign * (price * position.volume - cost)
+        return self._money(position.symbol, num, PRICE_SCALE * VOLUME_SCALE)
+
+    def _money(self, symbol: str, num: int, den: int) -> Decimal:
+        """Round (num / den) price units × lots of `symbol` to account money."""
+        spec = self._specs(symbol)
+        size_num, size_den = _ratio(spec.contract_size)
+        num, den = num * size_num, den * size_den
+        if spec.currency_profit != self._currency:  # else the rate is exactly 1
+            loss = num < 0
+            rate_num, rate_den = calc.rate_ratio(
+                spec.currency_profit,
+                self._currency,
+                self._rates,
+                use_ask_direct=loss,
+                use_ask_inverse=not loss,
+            )
+            num, den = num * rate_num, den * rate_den
+        return calc.money_of(num, den, self._digits)
+
+
 def account_profit_fn(
     specs: Callable[[str], SymbolSpec], currency: str, rates: calc.Rates, digits: int
-) -> ProfitFn:
+) -> AccountProfit:
     """Return the profit function of an account: MT5's profit of a position in the account currency."""
-
-    def profit(symbol: str, side: Side, volume: int, price_open: Fraction, price_close: Fraction) -> Decimal:
-        # (close − open) × sign × lots × contract size × rate, rounded by `calc.to_money`; kept as one
-        # numerator over one denominator because it runs for every position on every tick.
-        spec = specs(symbol)
-        size_num, size_den = _ratio(spec.contract_size)
-        diff = price_close - price_open
-        num = diff.numerator * side.sign * volume * size_num
-        den = diff.denominator * VOLUME_SCALE * size_den
-        if spec.currency_profit != currency:  # else the rate is exactly 1
-            loss = num < 0
-            rate = calc.conversion_rate(
-                spec.currency_profit, currency, rates, use_ask_direct=loss, use_ask_inverse=not loss
-            )
-            num, den = num * rate.numerator, den * rate.denominator
-        return calc.money_of(num, den, digits)
-
-    return profit
+    return AccountProfit(specs, currency, rates, digits)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -94,6 +131,16 @@ class AccountBook:
         self.recent_orders: collections.deque[int] = collections.deque()
         self._open_prices: dict[tuple[Decimal, int], Fraction] = {}
         self.online = False
+
+    @functools.cached_property
+    def risk_keys(self) -> tuple[tuple[RiskScope, str, str], ...]:
+        """The risk levels whose equity limits watch this account: its tenant's and its own."""
+        return ((RiskScope.TENANT, self.tenant, self.tenant), (RiskScope.ACCOUNT, self.tenant, self.account))
+
+    @functools.cached_property
+    def event_subject(self) -> str:
+        """`ord.evt.<tenant>.<account>`, where the account's events go (built once)."""
+        return order_event_subject(self.tenant, self.account)
 
     @property
     def feed(self) -> str:
@@ -179,19 +226,21 @@ class AccountBook:
     def mark(self, symbol: str, bid: int, ask: int, profit_fn: ProfitFn, ts_ns: int) -> bool:
         """Value `symbol`'s positions at the tick; return True when the floating result changed."""
         changed = False
+        of_position = profit_fn.of_position if isinstance(profit_fn, AccountProfit) else None
         for ident, position in list(self.positions.items()):
             if position.symbol != symbol:
                 continue
             price = bid if position.type is Side.BUY else ask
-            # `positions.mark`, with the exact open price memoised: parsing the cost back each tick would
-            # cost more than the valuation itself.
-            profit = profit_fn(
-                symbol,
-                position.type,
-                position.volume,
-                self._price_open(position),
-                Fraction(price, PRICE_SCALE),
-            )
+            if of_position is not None:  # `positions.mark` on integers (the engine's own profit function)
+                profit = of_position(position, price)
+            else:  # `positions.mark`, with the exact open price memoised
+                profit = profit_fn(
+                    symbol,
+                    position.type,
+                    position.volume,
+                    self._price_open(position),
+                    Fraction(price, PRICE_SCALE),
+                )
             marked = msgspec.structs.replace(
                 position, price_current=price, profit=profit, time_update_ns=ts_ns or position.time_update_ns
             )
@@ -222,4 +271,7 @@ class AccountBook:
         return found
 
     def _floating(self) -> Decimal:
-        return sum((p.profit + p.swap for p in self.positions.values()), _ZERO)
+        total = _ZERO  # `sum` over a generator, as a loop (on every tick)
+        for p in self.positions.values():
+            total += p.profit + p.swap
+        return total

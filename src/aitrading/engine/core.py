@@ -18,7 +18,7 @@ import msgspec
 from aitrading.common.bus import Bus, Subscription
 from aitrading.common.bus.codec import Message
 from aitrading.common.clock import Clock
-from aitrading.engine.books import AccountBook, account_profit_fn
+from aitrading.engine.books import AccountBook, AccountProfit, account_profit_fn
 from aitrading.engine.ports import AuditTrail, BookStore, OrderLog
 from aitrading.engine.risk import RiskEngine
 from aitrading.engine.store import EngineStore
@@ -28,10 +28,8 @@ from aitrading.model.checks import Retcode
 from aitrading.model.commands import OrderRequest
 from aitrading.model.enums import OrderState
 from aitrading.model.events import AccountUpdated, OrderAccepted, OrderEvent
-from aitrading.model.ids import order_event_subject
 from aitrading.model.market import Tick
 from aitrading.model.orders import Order, transition
-from aitrading.model.positions import ProfitFn
 from aitrading.model.symbols import SymbolSpec
 from aitrading.model.values import PRICE_SCALE, VOLUME_SCALE
 from aitrading.storage.audit import AuditLog
@@ -105,7 +103,7 @@ class EngineCore:
         self._by_feed_key: tuple[int, int] = (-1, -1)
         self._feeds: dict[tuple[str, str], str] = {}
         self._ticks: dict[tuple[str, str], Tick] = {}
-        self._profit_fns: dict[tuple[str, str], ProfitFn] = {}
+        self._profit_fns: dict[tuple[str, str], AccountProfit] = {}
         self._last_account_event: dict[tuple[str, str], int] = {}
         self._requests: dict[str, OrderRequest] = {}
         self._outbox: list[tuple[str, Message]] = []
@@ -162,7 +160,7 @@ class EngineCore:
     def _rates(self, feed: str) -> _Rates:
         return _Rates(self._ticks, feed)
 
-    def _profit_fn(self, book: AccountBook) -> ProfitFn:
+    def _profit_fn(self, book: AccountBook) -> AccountProfit:
         key = (book.tenant, book.account)
         fn = self._profit_fns.get(key)
         if fn is None:
@@ -208,7 +206,7 @@ class EngineCore:
             await self._bus.publish(subject, msg)
 
     def _emit(self, book: AccountBook, event: Message) -> None:
-        self._outbox.append((order_event_subject(book.tenant, book.account), event))
+        self._outbox.append((book.event_subject, event))
 
     async def _after_money_change(self, book: AccountBook, *, from_tick: bool = False) -> None:
         changed = self.risk.evaluate(book)
@@ -276,8 +274,18 @@ def _ratio(value: Decimal) -> tuple[int, int]:
     return value.as_integer_ratio()
 
 
+_AS_IS = frozenset({int, str, float, bool, type(None)})
+"""Types `msgspec.to_builtins` returns unchanged: most fields of an audited request or deal (and it
+writes a `Decimal` as its `str`)."""
+
+
 def plain(value: object) -> Any:
     """Return `value` as JSON-ready builtins: structs (bus messages too) as objects, Decimals as strings."""
     if isinstance(value, msgspec.Struct):
-        return {f: plain(getattr(value, f)) for f in value.__struct_fields__}
+        out: dict[str, Any] = {}
+        for f in value.__struct_fields__:
+            v = getattr(value, f)
+            kind = type(v)
+            out[f] = v if kind in _AS_IS else str(v) if kind is Decimal else plain(v)
+        return out
     return msgspec.to_builtins(value, enc_hook=str)

@@ -40,6 +40,7 @@ from aitrading.storage.audit.chain import (
 __all__ = ["MemoryAudit", "MemoryStore", "MemoryWriter"]
 
 _MAX_KIND, _MAX_ACTOR = 64, 200  # as `storage.audit`
+_MAX_TENANT_IDS = 1024
 
 
 class _Account:
@@ -161,6 +162,7 @@ class MemoryAudit:
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
         self._chains: dict[uuid.UUID, list[AuditRecord]] = {}
+        self._tenant_ids: dict[str, uuid.UUID] = {}  # parsed once: every event of a run names its tenant
 
     async def append(
         self, tenant_id: uuid.UUID | str, actor: str, kind: str, payload: Mapping[str, Any]
@@ -172,13 +174,13 @@ class MemoryAudit:
         self, tenant_id: uuid.UUID | str, actor: str, kind: str, payload: Mapping[str, Any]
     ) -> AuditRecord:
         """`append` without the await (the writer's path)."""
-        tid = tenant_id if isinstance(tenant_id, uuid.UUID) else uuid.UUID(tenant_id)
+        tid = tenant_id if isinstance(tenant_id, uuid.UUID) else self._tenant_id(tenant_id)
         if not kind or len(kind) > _MAX_KIND:
             raise BadInputError(f"audit kind must be 1-{_MAX_KIND} characters, got {kind!r}")
         if not actor or len(actor) > _MAX_ACTOR:
             raise BadInputError(f"audit actor must be 1-{_MAX_ACTOR} characters, got {actor!r}")
         try:
-            text = canonical_json(dict(payload))
+            text = canonical_json(payload if type(payload) is dict else dict(payload))
         except (TypeError, ValueError) as exc:
             raise BadInputError(f"audit payload is not canonical JSON: {exc}") from exc
         chain = self._chains.setdefault(tid, [])
@@ -190,6 +192,14 @@ class MemoryAudit:
         )
         chain.append(record)
         return record
+
+    def _tenant_id(self, text: str) -> uuid.UUID:
+        found = self._tenant_ids.get(text)
+        if found is None:
+            found = uuid.UUID(text)  # raises ValueError for a malformed id, as before
+            if len(self._tenant_ids) < _MAX_TENANT_IDS:
+                self._tenant_ids[text] = found
+        return found
 
     def records(self, tenant_id: uuid.UUID | str) -> list[AuditRecord]:
         """Return the tenant's events in seq order."""

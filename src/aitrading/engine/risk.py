@@ -235,10 +235,7 @@ class RiskEngine:
             if book.risk_state is RiskState.REDUCING and book.risk_reason.startswith("daily loss"):
                 book.risk_state, book.risk_reason = RiskState.ACTIVE, ""
         book.peak_equity = max(book.peak_equity, equity)
-        for scope_key in (
-            (RiskScope.TENANT, book.tenant, book.tenant),
-            (RiskScope.ACCOUNT, book.tenant, book.account),
-        ):
+        for scope_key in book.risk_keys if self._limits else ():  # on every tick: no levels, no loop
             limits = self._limits.get(scope_key)
             if limits is None:
                 continue

@@ -9,18 +9,19 @@ change them with `updated`, so the derived fields always agree with their inputs
 from __future__ import annotations
 
 from collections.abc import Iterable
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 import msgspec
 
 from aitrading.model._exact import decimal_from_scaled
 from aitrading.model.enums import MarginMode
 from aitrading.model.positions import Position
-from aitrading.model.values import money
 
 __all__ = ["AccountState", "MarginMode", "floating_of"]
 
 MARGIN_LEVEL_DIGITS = 2
+_QUANTA: dict[int, Decimal] = {}
+"""10^-digits per currency digits: the quantum `values.money` quantizes to."""
 
 
 def floating_of(positions: Iterable[Position]) -> Decimal:
@@ -78,10 +79,14 @@ class AccountState(msgspec.Struct, frozen=True, kw_only=True):
         server: str = "",
     ) -> AccountState:
         """Return the state with these inputs and the derived fields computed and quantized."""
-        balance_q = money(balance, digits)
-        credit_q = money(credit, digits)
-        floating_q = money(floating, digits)
-        margin_q = money(margin, digits)
+        # `values.money` of each input, with the quantum looked up once: a backtest builds states per quote.
+        quantum = _QUANTA.get(digits)
+        if quantum is None:
+            quantum = _QUANTA[digits] = Decimal(1).scaleb(-digits)
+        balance_q = Decimal(balance).quantize(quantum, rounding=ROUND_HALF_UP)
+        credit_q = Decimal(credit).quantize(quantum, rounding=ROUND_HALF_UP)
+        floating_q = Decimal(floating).quantize(quantum, rounding=ROUND_HALF_UP)
+        margin_q = Decimal(margin).quantize(quantum, rounding=ROUND_HALF_UP)
         if margin_q < 0:
             raise ValueError(f"margin must not be negative, got {margin_q}")
         equity = balance_q + credit_q + floating_q

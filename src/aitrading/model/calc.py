@@ -53,6 +53,7 @@ __all__ = [
     "money_of",
     "profit",
     "profit_exact",
+    "rate_ratio",
     "to_money",
 ]
 
@@ -67,6 +68,7 @@ SUPPORTED_CALC_MODES = frozenset(
 )
 
 _LOT_PRICE = PRICE_SCALE * VOLUME_SCALE
+_EXACT_COEFFICIENT = 10**27  # coefficients below it fit Decimal's default 28-digit context exactly
 
 
 class Rates(Protocol):
@@ -84,7 +86,7 @@ def _ratio(value: Fraction | Decimal | int) -> tuple[int, int]:
     return Fraction(value).as_integer_ratio()
 
 
-def _rate_ratio(
+def rate_ratio(
     currency: str, account_currency: str, rates: Rates, *, use_ask_direct: bool, use_ask_inverse: bool
 ) -> tuple[int, int]:
     """Return `conversion_rate` as (numerator, denominator > 0), without building a `Fraction`."""
@@ -111,7 +113,7 @@ def conversion_rate(
     Through `currency+account` the rate is its ask when `use_ask_direct`, else its bid; through
     `account+currency` it is 1 / (ask when `use_ask_inverse`, else bid). Raise `ValueError` without a quote.
     """
-    num, den = _rate_ratio(
+    num, den = rate_ratio(
         currency, account_currency, rates, use_ask_direct=use_ask_direct, use_ask_inverse=use_ask_inverse
     )
     return Fraction(num, den)
@@ -147,7 +149,7 @@ def _margin_ratio(
     else:
         raise ValueError(f"{spec.name}: margin for calc mode {mode} is not supported")
     buy = side is Side.BUY
-    conv_num, conv_den = _rate_ratio(
+    conv_num, conv_den = rate_ratio(
         spec.currency_margin, account_currency, rates, use_ask_direct=buy, use_ask_inverse=buy
     )
     return num * conv_num, den * conv_den
@@ -186,7 +188,7 @@ def _profit_ratio(
     num = side.sign * (close_raw - open_raw) * volume_raw * size_num
     den = _LOT_PRICE * size_den
     loss = num < 0
-    conv_num, conv_den = _rate_ratio(
+    conv_num, conv_den = rate_ratio(
         spec.currency_profit, account_currency, rates, use_ask_direct=loss, use_ask_inverse=not loss
     )
     return num * conv_num, den * conv_den
@@ -217,6 +219,8 @@ def money_of(num: int, den: int, digits: int = 2) -> Decimal:
     q, r = divmod(abs(num) * 10**digits, den)
     if 2 * r >= den:
         q += 1
+    if q < _EXACT_COEFFICIENT:  # scaleb keeps all the digits: already `money`'s result (hot path)
+        return Decimal(-q if num < 0 else q).scaleb(-digits)
     return money(Decimal(-q if num < 0 else q).scaleb(-digits), digits)
 
 

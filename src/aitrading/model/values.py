@@ -96,6 +96,11 @@ def volume_float(raw: int) -> float:
     return raw / VOLUME_SCALE
 
 
+_QUANTA = tuple(Decimal(1).scaleb(-d) for d in range(19))
+"""10^-digits for every currency's digits: `money` runs several times per quote in a backtest."""
+
+
 def money(value: Decimal | int | str, digits: int = 2) -> Decimal:
     """Quantize an amount of money to `digits` decimals, half away from zero as brokers book it."""
-    return Decimal(value).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP)
+    quantum = _QUANTA[digits] if 0 <= digits < len(_QUANTA) else Decimal(1).scaleb(-digits)
+    return Decimal(value).quantize(quantum, rounding=ROUND_HALF_UP)
