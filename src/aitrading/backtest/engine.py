@@ -257,25 +257,35 @@ class Backtest:
         if not force and now < self._next_equity_ns:
             return
         self._next_equity_ns = now + self.config.equity_every_s * 1_000_000_000
-        state = self.broker.state
-        self.equity.append(EquityPoint(now, state.equity, bool(self.broker.positions)))
+        broker = self.broker
+        self.equity.append(EquityPoint(now, broker.equity, broker.has_positions))
 
     async def run_ticks(
         self, ticks: Iterable[Tick] | AsyncIterable[Tick], progress: Progress | None = None
     ) -> None:
         """Replay quotes; strategies see every tick (`on_tick`)."""
-        async for tick in _aiter(ticks):
-            await self._market(tick)
-            await self._strategies_tick(tick)
-            self._count(progress)
-            self._sample()
+        if isinstance(ticks, AsyncIterable):
+            async for tick in ticks:
+                await self._tick(tick, progress)
+        else:  # no async generator between the quotes and the components: it costs per quote
+            for tick in ticks:
+                await self._tick(tick, progress)
         await self._finish()
+
+    async def _tick(self, tick: Tick, progress: Progress | None) -> None:
+        await self._market(tick)
+        await self._strategies_tick(tick)
+        self._count(progress)
+        self._sample()
 
     async def run_bars(self, bars: Iterable[Bar], progress: Progress | None = None) -> None:
         """Replay bars as quotes (see `data.bar_ticks`); strategies see each closed bar (`on_bar`)."""
         spread, ohlc = self.spread_raw, self.config.ohlc
+        seconds_of: dict[int, int] = {}
         for bar in bars:
-            seconds = Timeframe(bar.timeframe).seconds
+            seconds = seconds_of.get(bar.timeframe)
+            if seconds is None:
+                seconds = seconds_of[bar.timeframe] = Timeframe(bar.timeframe).seconds
             for tick in bar_ticks(bar, seconds, spread, ohlc=ohlc):
                 await self._market(tick)
             started = time.perf_counter_ns()
@@ -335,12 +345,3 @@ class Backtest:
     def positions(self) -> list[Position]:
         """Positions still open (none after `close_at_end`)."""
         return self._positions(self.config.symbol)
-
-
-async def _aiter(items: Iterable[Tick] | AsyncIterable[Tick]) -> Any:
-    if isinstance(items, AsyncIterable):
-        async for item in items:
-            yield item
-    else:
-        for item in items:
-            yield item

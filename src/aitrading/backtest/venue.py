@@ -48,7 +48,7 @@ class SimVenue:
         self._subs: list[Subscription] = []
         self._report_subject = order_report_subject(tenant, account)
         self._deals_seen = 0
-        self._balance = broker.state.balance
+        self._balance = broker.balance
         self.executed = 0
 
     async def start(self) -> None:
@@ -100,8 +100,8 @@ class SimVenue:
         broker.on_tick(tick)
         if self._pending:
             await self.flush()
-        elif broker.state.balance != self._balance:  # the broker closed something by itself (SL/TP/SO)
-            self._balance = broker.state.balance
+        elif broker.balance != self._balance:  # the broker closed something by itself (SL/TP/SO)
+            self._balance = broker.balance
             await self.snapshot()
 
     async def flush(self) -> None:
@@ -129,12 +129,11 @@ class SimVenue:
                 deals=[d for d in deals if d.order == answer.order] if answer.order else [],
             )
             await self.bus.publish(self._report_subject, report)
-        self._balance = self.broker.state.balance
+        self._balance = self.broker.balance
 
     def _new_deals(self) -> list[Deal]:
-        deals = self.broker.deals
-        new = list(deals[self._deals_seen :])
-        self._deals_seen = len(deals)
+        new = self.broker.deals_since(self._deals_seen)
+        self._deals_seen += len(new)
         return new
 
     async def snapshot(self) -> None:

@@ -99,6 +99,30 @@ def test_hash_is_sha256_of_prev_hash_and_canonical_event() -> None:
     assert event_hash(GENESIS_HASH, 3, ts, "bob", "risk.denied", payload) == expected
 
 
+@pytest.mark.parametrize(
+    ("actor", "kind", "payload"),
+    [
+        ("engine", "order.state", '{"a":"x"}'),
+        ('quo"te\\back', "k\n\t\r\b\f", "\x00\x1f\x7f"),
+        ("naïve €", "\u2028\u2029", "😀 漢字"),
+        ("", "", ""),
+    ],
+)
+def test_canonical_event_is_the_canonical_json_of_its_fields(actor: str, kind: str, payload: str) -> None:
+    ts = datetime(2024, 1, 1, 12, 0, 0, 123456, tzinfo=UTC)
+    fields = {
+        "actor": actor,
+        "kind": kind,
+        "payload": payload,
+        "seq": 12,
+        "ts": "2024-01-01T12:00:00.123456Z",
+    }
+    assert canonical_event(12, ts, actor, kind, payload) == canonical_json(fields)
+    assert canonical_json(fields) == json.dumps(
+        fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+
+
 async def test_migration_0002_is_head_and_downgrades_to_0001(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'm.sqlite'}"
 

@@ -74,27 +74,47 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"audit payload value of type {type(value).__name__} is not JSON serialisable")
 
 
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True,
+    separators=(",", ":"),
+    ensure_ascii=False,
+    allow_nan=False,
+    default=_json_default,
+)
+"""`json.dumps` with these arguments builds this same encoder on every call; one is kept instead."""
+_json_str = json.encoder.encode_basestring  # how that encoder writes a str (ensure_ascii=False)
+
+
 def canonical_json(value: Any) -> str:
     """Return `value` as canonical JSON: sorted keys, no whitespace, UTF-8 text, no NaN/Infinity."""
-    return json.dumps(
-        value,
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-        allow_nan=False,
-        default=_json_default,
-    )
+    return _CANONICAL.encode(value)
 
 
 def format_ts(ts: datetime) -> str:
     """Return the canonical text of an aware timestamp: UTC, microseconds, `Z` suffix."""
+    last, text = _LAST_TS[0]
+    if last is not None and ts == last:  # the same instant (the events of one decision): formatted once
+        return text
     if ts.tzinfo is None or ts.utcoffset() is None:
         raise ValueError(f"naive datetime {ts!r}: audit timestamps are aware UTC")
-    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    text = ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    _LAST_TS[0] = (ts, text)
+    return text
+
+
+_LAST_TS: list[tuple[datetime | None, str]] = [(None, "")]
+"""The last timestamp formatted and its text (one slot, replaced whole)."""
 
 
 def canonical_event(seq: int, ts: datetime, actor: str, kind: str, payload: str) -> str:
     """Return the canonical text an event's hash covers (`payload` is its stored canonical JSON text)."""
+    if type(seq) is int and type(actor) is str and type(kind) is str and type(payload) is str:
+        # What `canonical_json` writes for this object (keys in sorted order, each str as its encoder
+        # writes it), put together directly: this runs for every audit event.
+        return (
+            f'{{"actor":{_json_str(actor)},"kind":{_json_str(kind)},"payload":{_json_str(payload)},'
+            f'"seq":{int.__repr__(seq)},"ts":{_json_str(format_ts(ts))}}}'
+        )
     return canonical_json({"actor": actor, "kind": kind, "payload": payload, "seq": seq, "ts": format_ts(ts)})
 
 
