@@ -4,8 +4,9 @@ It announces the account (an `AgentPresence` and an `AccountSnapshot`, as an age
 online), takes the trading engine's `TradeCommand`s from `ord.cmd.<tenant>.<account>`, and executes each one
 on the broker at the next tick, as a live command sent at a bar's close reaches the market at the next
 quote. What the broker answers goes back on `ord.rpt.<tenant>.<account>` as the agent's `OrderReport`, with
-the order's deals. Positions the broker closes by itself (SL/TP, stop-out) reach the engine through a
-snapshot, as live reconciliation does.
+the order's deals. After every execution, as the agent does, an `AccountSnapshot` follows (account state,
+positions and the deals since the last snapshot): the engine takes margin and floating profit from it, as
+live. Positions the broker closes by itself (SL/TP, stop-out) reach the engine through a snapshot too.
 
 Driven two ways with the same object: `on_tick` called by the backtest driver, or `subscribe_ticks` to
 take ticks from the bus like the live path (paper mode).
@@ -48,6 +49,8 @@ class SimVenue:
         self._subs: list[Subscription] = []
         self._report_subject = order_report_subject(tenant, account)
         self._deals_seen = 0
+        self._snapshot_deals = 0  # deals already in a snapshot
+        self._snapshot_ns = 0
         self._balance = broker.balance
         self.executed = 0
 
@@ -130,6 +133,7 @@ class SimVenue:
             )
             await self.bus.publish(self._report_subject, report)
         self._balance = self.broker.balance
+        await self.snapshot()
 
     def _new_deals(self) -> list[Deal]:
         new = self.broker.deals_since(self._deals_seen)
@@ -140,6 +144,9 @@ class SimVenue:
         """Send the terminal's view of the account (reconciliation)."""
         broker = self.broker
         now = self.clock.now_ns()
+        deals = broker.deals_since(self._snapshot_deals)
+        self._snapshot_deals += len(deals)
+        since, self._snapshot_ns = self._snapshot_ns, now
         await self.bus.publish(
             account_snapshot_subject(self.tenant, self.account),
             AccountSnapshot(
@@ -149,7 +156,7 @@ class SimVenue:
                 account_state=broker.state,
                 positions=list(broker.positions),
                 orders=[],
-                deals_from_ns=0,
-                deals=list(broker.deals),
+                deals_from_ns=since,
+                deals=deals,
             ),
         )

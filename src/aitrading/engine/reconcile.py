@@ -49,7 +49,7 @@ def _describe(positions: dict[int, Position]) -> str:
 def plan(book: AccountBook, snap: AccountSnapshot) -> ReconcilePlan:
     """Compare `book` with `snap` and return what to book, accept and report (see the module docstring)."""
     out = ReconcilePlan()
-    by_comment: dict[str, Order] = {o.client_order_id: o for o in book.orders.values()}
+    by_comment: dict[str, Order] | None = None  # built only for a deal its ticket does not place
 
     def alert(kind: str, detail: str, ours: str = "", theirs: str = "", resolved: str = "") -> None:
         out.alerts.append(
@@ -69,8 +69,10 @@ def plan(book: AccountBook, snap: AccountSnapshot) -> ReconcilePlan:
         if deal.ticket in book.deals:
             continue
         order = book.order_by_ticket(deal.order) if deal.order else None
-        if order is None and deal.comment in by_comment:
-            order = by_comment[deal.comment]
+        if order is None and deal.comment:
+            if by_comment is None:
+                by_comment = {o.client_order_id: o for o in book.orders.values()}
+            order = by_comment.get(deal.comment)
         if order is None and deal.is_trade and deal.reason not in BROKER_REASONS:
             alert(  # a trade made by hand at the terminal, or by another program
                 "unknown_deal",

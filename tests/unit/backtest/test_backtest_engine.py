@@ -110,3 +110,17 @@ async def test_the_audit_chain_of_a_backtest_verifies_and_books_every_deal_once(
         assert sorted(booked) == sorted(d.ticket for d in deals)
         submitted = [r for r in records if r.kind == "order.submitted"]
         assert len(submitted) == bt.engine.counters["submitted"]
+
+
+async def test_the_engine_takes_margin_from_the_terminal_after_every_execution_as_live() -> None:
+    cfg = BacktestConfig(symbol="EURUSD", close_at_end=False)
+    async with Backtest(cfg, [load_strategy("sma_cross", {"fast": "2", "slow": "3"})]) as bt:
+        await bt.run_bars(bars(ZIGZAG))
+        assert bt.positions()
+        book = bt.engine.book(bt.tenant, cfg.account)
+        assert book is not None
+        terminal = bt.broker.state.margin
+        assert terminal > 0
+        # As of the last execution's snapshot; the terminal's own figure has moved with the rate since.
+        assert abs(book.state.margin - terminal) <= terminal * Decimal("0.01")
+        assert bt.engine.counters["alerts"] == 0
