@@ -145,6 +145,10 @@ def backtest(
     ohlc: Annotated[
         bool, typer.Option(help="Also replay each bar's high and low (SL/TP/stop-out inside bars)")
     ] = False,
+    end_at: Annotated[
+        str,
+        typer.Option(help="Bars: end at the last bar's close, or as it opens (as backtesting.py does)"),
+    ] = "close",
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON")] = False,
     report: Annotated[Path | None, typer.Option(help="Write a self-contained HTML report here")] = None,
 ) -> None:
@@ -174,8 +178,15 @@ def backtest(
         swap_long=None if swap_long == "spec" else _decimal(swap_long, "--swap-long"),
         swap_short=None if swap_short == "spec" else _decimal(swap_short, "--swap-short"),
     )
+    if end_at not in ("close", "open"):
+        raise BadInputError(f"--end-at must be close or open, got {end_at!r}")
     config = BacktestConfig(
-        symbol=symbol, feed=feed, balance=_decimal(balance, "--balance") or Decimal(0), costs=costs, ohlc=ohlc
+        symbol=symbol,
+        feed=feed,
+        balance=_decimal(balance, "--balance") or Decimal(0),
+        costs=costs,
+        ohlc=ohlc,
+        end_at="open" if end_at == "open" else "close",
     )
     params = parse_params(param or [])
     tf = Timeframe.parse(timeframe) if timeframe else None

@@ -21,7 +21,7 @@ import uuid
 from array import array
 from collections.abc import AsyncIterable, Callable, Iterable, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -85,6 +85,10 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     regime: RegimeConfig | None = None
     max_failures: int = 3
     close_at_end: bool = True
+    end_at: Literal["close", "open"] = "close"
+    """Where a bar backtest ends: at the last bar's close (its quotes and `on_bar` included), or when the
+    last bar opens — its open quote fills what waits, `close_at_end` closes at that quote, and the bar is
+    not shown to the strategies. `open` is what backtesting.py's `finalize_trades` does."""
     equity_every_s: int = 60
     seed: int = 1
 
@@ -282,11 +286,19 @@ class Backtest:
         """Replay bars as quotes (see `data.bar_ticks`); strategies see each closed bar (`on_bar`)."""
         spread, ohlc = self.spread_raw, self.config.ohlc
         seconds_of: dict[int, int] = {}
-        for bar in bars:
+        remaining = iter(bars)
+        following = next(remaining, None)
+        while following is not None:
+            bar, following = following, next(remaining, None)
             seconds = seconds_of.get(bar.timeframe)
             if seconds is None:
                 seconds = seconds_of[bar.timeframe] = Timeframe(bar.timeframe).seconds
-            for tick in bar_ticks(bar, seconds, spread, ohlc=ohlc):
+            quotes = bar_ticks(bar, seconds, spread, ohlc=ohlc)
+            if following is None and self.config.end_at == "open":
+                await self._market(next(quotes))  # the run ends as the last bar opens
+                self._count(progress)
+                break
+            for tick in quotes:
                 await self._market(tick)
             started = time.perf_counter_ns()
             intents: list[OrderIntent] = []

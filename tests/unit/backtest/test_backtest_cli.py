@@ -83,3 +83,20 @@ def test_backtest_refuses_a_parameter_without_equals(tmp_path: Path) -> None:
     )
     assert result.exit_code != 0
     assert "key=value" in str(result.exception)
+
+
+def test_end_at_open_closes_the_last_trade_at_the_last_bars_open(tmp_path: Path) -> None:
+    csv = small_csv(tmp_path)
+    last_open = csv.read_text().splitlines()[-1].split(",")[1]
+    base = ["backtest", "--symbol", "EURUSD", "--csv", str(csv), "--strategy", "sma_cross", "--json"]
+    exits = {}
+    for end_at in ("close", "open"):
+        result = runner.invoke(app, [*base, "--end-at", end_at])
+        assert result.exit_code == 0, result.output
+        out = json.loads(result.output[result.output.index("{") :])
+        exits[end_at] = out["trades"][-1]["exit_price"]
+    assert float(exits["open"]) == float(last_open)
+    assert exits["open"] != exits["close"]
+    bad = runner.invoke(app, [*base, "--end-at", "noon"])
+    assert bad.exit_code != 0
+    assert "--end-at" in str(bad.exception)
