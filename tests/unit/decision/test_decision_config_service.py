@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from decision_helpers import publish_flat_bars
 
 from aitrading.common.auth import TokenService
 from aitrading.common.bus import MemoryBus
@@ -21,9 +22,7 @@ from aitrading.decision.defaults import ConfiguredOrderDefaults
 from aitrading.decision.service import DecisionPipeline, DecisionSettings
 from aitrading.model.commands import OrderRequest
 from aitrading.model.enums import OrderFilling, OrderType
-from aitrading.model.market import Bar
 from aitrading.model.positions import Position
-from aitrading.model.values import price_raw
 from aitrading.storage.oltp import Database, ensure_tenant
 
 SECRET = "a-test-secret-of-enough-length-for-decision"
@@ -127,20 +126,7 @@ def pipeline_of(world: World, port: Port) -> tuple[DecisionPipeline, ConfiguredO
 
 
 async def feed(world: World, closes: list[int], start: int) -> None:
-    for i, c in enumerate(closes, start):
-        p = price_raw(c)
-        bar = Bar(
-            feed="F",
-            symbol="EURUSD",
-            timeframe=16385,
-            time=i * 3600,
-            open=p,
-            high=p,
-            low=p,
-            close=p,
-            tick_volume=1,
-        )
-        await world.bus.publish("md.bar.F.EURUSD.H1", bar)
+    await publish_flat_bars(world.bus, closes, start)
 
 
 async def test_a_trading_config_change_through_the_api_reaches_the_next_order(world: World) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from decision_helpers import publish_flat_bars
 
 from aitrading.common.auth import TokenService, principal_dependency
 from aitrading.common.bus.codec import Message
@@ -31,7 +32,7 @@ from aitrading.model.deals import Deal
 from aitrading.model.enums import DealEntry, DealType, MarginMode, OrderState, OrderType, Side, TradeAction
 from aitrading.model.events import OrderDenied
 from aitrading.model.ids import AccountId, ClientOrderId, TenantId
-from aitrading.model.market import Bar, Tick
+from aitrading.model.market import Tick
 from aitrading.model.orders import Order
 from aitrading.model.values import price_raw, volume_raw
 from aitrading.model.wire import AccountSnapshot, OrderReport
@@ -135,20 +136,7 @@ def pipeline_of(world: World, client: EngineClient) -> DecisionPipeline:
 
 
 async def bars(world: World, closes: list[int], start: int) -> None:
-    for i, c in enumerate(closes, start):
-        p = price_raw(c)
-        bar = Bar(
-            feed="F",
-            symbol="EURUSD",
-            timeframe=16385,
-            time=i * 3600,
-            open=p,
-            high=p,
-            low=p,
-            close=p,
-            tick_volume=1,
-        )
-        await world.bus.publish("md.bar.F.EURUSD.H1", bar)
+    await publish_flat_bars(world.bus, closes, start)
 
 
 def book_orders(world: World) -> dict[ClientOrderId, Order]:

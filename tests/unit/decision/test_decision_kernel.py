@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from decision_helpers import publish_flat_bars
 
 from aitrading.common.clock import LiveClock
 from aitrading.common.config import PlatformConfig, load_config
@@ -16,8 +17,6 @@ from aitrading.decision.defaults import ConfiguredOrderDefaults
 from aitrading.decision.service import DecisionService
 from aitrading.kernel import Kernel
 from aitrading.model.enums import OrderFilling
-from aitrading.model.market import Bar
-from aitrading.model.values import price_raw
 from aitrading.storage.oltp import Database, ensure_tenant
 
 
@@ -47,20 +46,7 @@ def _config(data_dir: Path, ports: dict[str, Any], tenant: str) -> PlatformConfi
 
 async def _bars(kernel: Kernel, closes: list[int], start: int) -> None:
     assert kernel.bus is not None
-    for i, c in enumerate(closes, start):
-        p = price_raw(c)
-        bar = Bar(
-            feed="F",
-            symbol="EURUSD",
-            timeframe=16385,
-            time=i * 3600,
-            open=p,
-            high=p,
-            low=p,
-            close=p,
-            tick_volume=1,
-        )
-        await kernel.bus.publish("md.bar.F.EURUSD.H1", bar)
+    await publish_flat_bars(kernel.bus, closes, start)
 
 
 async def test_the_kernel_wires_the_decision_engine_to_the_tenants_trading_config(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from decision_helpers import publish_flat_bars
 
 from aitrading.certs import init_certs
 from aitrading.common.clock import LiveClock
@@ -20,7 +21,7 @@ from aitrading.kernel import Kernel
 from aitrading.model.accounts import AccountState
 from aitrading.model.enums import MarginMode, OrderType
 from aitrading.model.ids import AccountId, TenantId
-from aitrading.model.market import Bar, Tick
+from aitrading.model.market import Tick
 from aitrading.model.values import price_raw
 from aitrading.model.wire import AccountSnapshot
 from aitrading.storage.oltp import Database, ensure_tenant
@@ -115,20 +116,8 @@ async def test_split_decision_service_sends_its_orders_to_the_engine_process_ove
             client = decision.pipeline.engine_client
             assert isinstance(client, EngineClient)
             assert client.status()["engine"] == f"https://127.0.0.1:{ports['engine']}"
-            for i, c in enumerate([5, 4, 3, 2, 1, 2, 3, 4]):  # one long signal on the last bar
-                p = price_raw(c)
-                bar = Bar(
-                    feed="F",
-                    symbol="EURUSD",
-                    timeframe=16385,
-                    time=i * 3600,
-                    open=p,
-                    high=p,
-                    low=p,
-                    close=p,
-                    tick_volume=1,
-                )
-                await decision_side.bus.publish("md.bar.F.EURUSD.H1", bar)
+            assert decision_side.bus is not None
+            await publish_flat_bars(decision_side.bus, [5, 4, 3, 2, 1, 2, 3, 4], 0)  # long on the last bar
 
             [sent] = decision.pipeline.engine.orders
             book = engine.book(TenantId(tenant), AccountId(ACCOUNT))
