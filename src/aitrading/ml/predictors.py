@@ -63,6 +63,10 @@ class _LightGBMRow:
     """LightGBM's single-row C API on a model's `FastConfig`."""
 
     def __init__(self, booster: Any, lib: Any, num_iteration: int) -> None:
+        # The C call writes one value per class (model per iteration): only a binary model's single
+        # probability fits the one-slot output buffer; anything else must not reach native code.
+        if int(booster.num_model_per_iteration()) != 1:
+            raise OperationalError("LightGBM fast predictor: not a single-output (binary) model")
         self._lib = lib
         self.n = int(booster.num_feature())
         self._row = np.zeros(self.n)
@@ -101,6 +105,8 @@ class _LightGBMRow:
                 raise OperationalError(
                     f"LightGBM prediction failed: {self._lib.LGBM_GetLastError().decode()}"
                 )
+            if self._len.value != 1:
+                raise OperationalError(f"LightGBM fast predictor wrote {self._len.value} values, not 1")
             return float(self._out[0])
 
 

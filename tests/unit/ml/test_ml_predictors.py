@@ -188,3 +188,20 @@ async def test_an_lstm_trades_in_a_backtest_and_signs_its_signals(
         assert all(s.model_versions == {"ml_probability": meta["ref"]} for s in traded)
         assert all(set(s.features) >= {"ml_probability.p_up", "ml_probability.rsi_14"} for s in traded)
         assert closing.direction == 0  # the backtest's own close at the end
+
+
+def test_a_multiclass_lightgbm_model_never_reaches_the_one_value_fast_path(tmp_path: Path) -> None:
+    lightgbm = pytest.importorskip("lightgbm")
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(300, 4)), rng.integers(0, 3, size=300)
+    booster = lightgbm.train(
+        {"objective": "multiclass", "num_class": 3, "verbose": -1, "num_threads": 1},
+        lightgbm.Dataset(x, y),
+        num_boost_round=5,
+    )
+    path = tmp_path / "multi.txt"
+    booster.save_model(str(path))
+    with pytest.raises(OperationalError, match="single-output"):
+        predictors._LightGBMRow(booster, lightgbm.basic._LIB, -1)
+    predictor = predictors.lightgbm_predictor(path)  # falls back to the library's own predict
+    assert not isinstance(predictor, predictors._LightGBMRow)
