@@ -187,8 +187,9 @@ def default_rules() -> list[Rule]:
     trading = (Grant(TRADERS, mfa=True), Grant(frozenset({"api_user"}), scope="trade"))
     # The config service itself checks that a user writes only their own user scope.
     own_config = (Grant(USER_CONFIG_WRITERS),)
-    # Order defaults of one's own orders are a trading action: step-up, or a key with the trade scope.
-    own_trading_config = (
+    # Order defaults of one's own orders are a trading action, and where alerts of fills and risk go
+    # (a Telegram chat) is as sensitive: step-up, or a key with the trade scope.
+    own_sensitive_config = (
         Grant(USER_CONFIG_WRITERS - {"api_user"}, mfa=True),
         Grant(frozenset({"api_user"}), scope="trade"),
     )
@@ -199,7 +200,8 @@ def default_rules() -> list[Rule]:
         Rule("admin", "*", READ_METHODS | WRITE_METHODS, "/admin/**", admin_mfa),
         Rule("engine-trade", "engine", WRITE_METHODS, "/**", trading),
         Rule("decision-strategies", "decision", WRITE_METHODS, "/**", trading),
-        Rule("config-own-trading", "config", set_or_clear, "/user/trading", own_trading_config),
+        Rule("config-own-trading", "config", set_or_clear, "/user/trading", own_sensitive_config),
+        Rule("config-own-alerts", "config", set_or_clear, "/user/notifications", own_sensitive_config),
         Rule("config-own-user", "config", set_or_clear, "/user/{namespace}", own_config),
         Rule("config-write", "config", WRITE_METHODS, "/**", admin_mfa),
         # A prediction is a read that carries its input in a body: whoever may read may ask.

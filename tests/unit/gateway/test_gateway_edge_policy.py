@@ -45,7 +45,11 @@ ALLOW, DENY, MFA = Verdict.ALLOW, Verdict.DENY, Verdict.MFA_REQUIRED
         (who("svc:unknown-role"), "hub", "GET", "/errors", DENY),
         # Own user-scope config: anyone but an analyst; order defaults need step-up or the trade scope.
         (who("portfolio_manager"), "config", "PUT", "/user/ui", ALLOW),
-        (who("api_user"), "config", "DELETE", "/user/notifications", ALLOW),
+        (who("api_user"), "config", "DELETE", "/user/ui", ALLOW),
+        (who("portfolio_manager"), "config", "PUT", "/user/notifications", MFA),
+        (who("portfolio_manager", mfa=True), "config", "PUT", "/user/notifications", ALLOW),
+        (who("api_user"), "config", "PUT", "/user/notifications", DENY),
+        (who("api_user", "scope:trade"), "config", "DELETE", "/user/notifications", ALLOW),
         (who("analyst", mfa=True), "config", "PUT", "/user/ui", DENY),
         (who("portfolio_manager"), "config", "PUT", "/user/trading", MFA),
         (who("portfolio_manager", mfa=True), "config", "PUT", "/user/trading", ALLOW),
