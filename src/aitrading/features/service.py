@@ -32,11 +32,14 @@ stored, i.e. corrected, where the live engine had ignored the correction.
 Missing history degrades to warming from live bars, never to a failure: no history source or
 `warmup_bars = 0` (status `live`), no stored bars for the series (a new symbol: `live`, logged), the source
 failing (`cold`: a warning names the series and the reason; the service asks again after
-`warmup_retry_s` while the series has not produced a vector yet), history not available in this
+`warmup_retry_s`, and that fresh replay replaces an engine that has since run on across the gap), history
+not available in this
 configuration (split mode on the embedded chDB store: the database service answers 503 with that reason;
 one warning, then every series is `live`). `GET /api/v1/status` shows which.
 Bars are handled one at a time per subscription, so a series' first bar waits for its warm-up (the store
-in process: milliseconds; over HTTP bounded by the client's timeout).
+in process: milliseconds; over HTTP bounded by the client's timeout); a replay returns to the event loop
+every 200 bars. The warm-up at start replays closed bars only (those that opened before the current
+period): a bar still forming then is published when it closes.
 """
 
 from __future__ import annotations
@@ -169,10 +172,13 @@ class FeaturePipeline:
             _log.warning("features_warmup_unavailable", source=history.name, error=str(exc))
             return
         timeframes = sorted(Timeframe.parse(t) for t in self._config.warmup_timeframes)
-        until_s = self._clock.now_ns() // NS_PER_S
+        now_s = self._clock.now_ns() // NS_PER_S
         warmed = 0
         for feed, symbol in stored:
             for tf in timeframes:
+                # Closed bars only: the one that opened at the current period's start is still forming.
+                # Replayed now, its live close would count as a bar already seen, and never be published.
+                until_s = now_s - now_s % tf.seconds
                 key = (feed, symbol, int(tf))
                 series = self._series_of(key)
                 if series is None:
@@ -226,13 +232,15 @@ class FeaturePipeline:
                 bars = await recent_bars(history, feed, symbol, tf, until_s, self._config.warmup_bars)
                 engine = FeatureEngine(tf)
         except Exception as exc:  # history is a nicety: the series warms from live bars meanwhile
-            if series.state != "history":  # a failed catch-up keeps the engine warmed at start
-                series.state = "cold"
+            # A failed catch-up keeps the engine warmed at start, but the bars it missed are a gap: `cold`
+            # makes the next try (after `warmup_retry_s`) replay afresh, which replaces that engine.
+            warmed = series.state == "history"
+            series.state = "cold"
             series.next_try_ns = now + int(self._config.warmup_retry_s * NS_PER_S)
             self._failed(f"{feed}/{symbol}/{tf.name}: {exc}", exc)
             if self._history is None:  # not available in this configuration: said once, in `_failed`
                 series.synced = True
-                series.state = "history" if series.state == "history" else "live"
+                series.state = "history" if warmed else "live"
                 return None, None
             _log.warning(
                 "features_warmup_failed",
@@ -244,7 +252,7 @@ class FeaturePipeline:
                 then=f"warming from live bars; asking again in {self._config.warmup_retry_s:g} s",
             )
             return None, None
-        row, last = _replay(engine, bars)
+        row, last = await _replay(engine, bars)
         if engine is not series.engine:
             if engine.count < series.engine.count:  # no more stored bars than it has seen live
                 row, last = None, None
@@ -302,7 +310,8 @@ class FeaturePipeline:
                 return None
             if row is None:
                 return None
-            series.synced = True  # it produces: never replace its engine
+            if series.state != "cold":  # it produces: never replace its engine, unless history failed
+                series.synced = True  # cold: the next try replays afresh and heals what it missed
             vector = self._vector(bar, row)
             self._latest[key] = (bar, vector.values)
         await self._emit(vector)
@@ -414,11 +423,17 @@ class FeaturesService(Service):
         await super()._on_stop()
 
 
-def _replay(engine: FeatureEngine, bars: Sequence[Bar]) -> tuple[tuple[float, ...] | None, Bar | None]:
+_REPLAY_SLICE = 200
+"""Bars replayed between two returns to the event loop (~5 ms): a long warm-up must not stall the loop."""
+
+
+async def _replay(engine: FeatureEngine, bars: Sequence[Bar]) -> tuple[tuple[float, ...] | None, Bar | None]:
     """Feed stored bars to `engine` without publishing; return the last row and its bar (None if none)."""
     row: tuple[float, ...] | None = None
     last: Bar | None = None
-    for bar in bars:
+    for i, bar in enumerate(bars):
+        if i and not i % _REPLAY_SLICE:
+            await asyncio.sleep(0)  # the series' lock keeps its engine to this replay meanwhile
         try:
             out = engine.update(bar)
         except ValueError as exc:  # a bad stored bar is skipped, as a live one would have been

@@ -7,6 +7,7 @@ service's API served by uvicorn on a free port.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import socket
 from collections.abc import AsyncIterator, Sequence
@@ -28,7 +29,7 @@ from aitrading.common.serving import HttpServers
 from aitrading.dbservice.service import DatabaseService
 from aitrading.features.history import BarHistory, HttpBarHistory, StoreBarHistory, recent_bars
 from aitrading.features.messages import FeatureVector, feature_cache_key, feature_pattern
-from aitrading.features.service import FeaturesService
+from aitrading.features.service import FeaturePipeline, FeaturesService
 from aitrading.kernel import Kernel
 from aitrading.ml.data import load_bars_csv
 from aitrading.model.ids import bar_subject
@@ -451,3 +452,103 @@ async def test_split_features_service_warms_up_from_the_database_service_process
     assert sink.got == [v for v in reference if v.time >= bars[100].time]
     assert cached is not None
     assert decode(cached) == reference[-1]
+
+
+class _GatedHistory:
+    """History that answers only when let through: a warm-up still running when a bar closes."""
+
+    name = "gated"
+
+    def __init__(self, stored: Sequence[Bar]) -> None:
+        self.stored = list(stored)
+        self.gate = asyncio.Event()
+        self.calls = 0
+
+    async def series(self) -> list[tuple[str, str]]:
+        return [("F", "EURUSD")]
+
+    async def bars(self, feed: str, symbol: str, tf: Timeframe, from_s: int, to_s: int) -> list[Bar]:
+        self.calls += 1
+        await self.gate.wait()
+        return [b for b in self.stored if from_s <= b.time < to_s]
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_a_bar_that_closes_while_the_start_warm_up_runs_is_published() -> None:
+    bars = _walk(200)
+    stored, forming = bars[:199], bars[199]
+    reference = [v for v in await _uninterrupted(bars) if v.time == forming.time]
+    clock = TestClock(start_ns=(forming.time + 10) * NS_PER_S)  # the service starts as `forming` forms
+    bus = MemoryBus()
+    await bus.connect()
+    sink = _Sink()
+    await bus.subscribe(feature_pattern(), sink)
+    history = _GatedHistory(stored)
+    config = FeaturesConfig(warmup_timeframes=("M5",), warmup_bars=500)
+    pipeline = FeaturePipeline(bus, None, clock, config, history)
+    await pipeline.start()
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert history.calls == 1  # the start warm-up waits for history, holding the series
+    history.stored.append(forming)  # it closes: the bridge stores it, then publishes it
+    clock.set_ns((forming.time + 300) * NS_PER_S)
+    published = asyncio.create_task(bus.publish(bar_subject("F", "EURUSD", int(Timeframe.M5)), forming))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    history.gate.set()
+    await published
+    await pipeline.wait_warm()
+    assert [v.time for v in sink.got] == [forming.time]
+    assert sink.got == reference  # what an uninterrupted service published for it
+    await pipeline.stop()
+    await bus.close()
+
+
+class _FlakyHistory(_GatedHistory):
+    """History that fails while `down` is set."""
+
+    def __init__(self, stored: Sequence[Bar]) -> None:
+        super().__init__(stored)
+        self.gate.set()
+        self.down = False
+
+    async def bars(self, feed: str, symbol: str, tf: Timeframe, from_s: int, to_s: int) -> list[Bar]:
+        if self.down:
+            raise ConnectionError("database service unreachable")
+        return await super().bars(feed, symbol, tf, from_s, to_s)
+
+
+async def test_a_failed_catch_up_is_healed_by_a_fresh_replay_once_history_is_back() -> None:
+    bars = _walk(220)
+    reference = {v.time: v for v in await _uninterrupted(bars)}
+    clock = TestClock(start_ns=bars[200].time * NS_PER_S)  # started as bar 199 closed
+    bus = MemoryBus()
+    await bus.connect()
+    sink = _Sink()
+    await bus.subscribe(feature_pattern(), sink)
+    history = _FlakyHistory(bars[:200])
+    config = FeaturesConfig(warmup_timeframes=("M5",), warmup_bars=500, warmup_retry_s=60)
+    pipeline = FeaturePipeline(bus, None, clock, config, history)
+    await pipeline.start()
+    await pipeline.wait_warm()
+    subject = bar_subject("F", "EURUSD", int(Timeframe.M5))
+    history.stored += bars[200:205]  # closed and stored while this service was not yet listening
+    history.down = True
+    for bar in bars[205:207]:  # the catch-up fails: these are computed across the gap
+        clock.set_ns((bar.time + 300) * NS_PER_S)
+        history.stored.append(bar)
+        await bus.publish(subject, bar)
+    assert pipeline.status()["series"] == {"cold": 1}
+    history.down = False
+    for bar in bars[207:]:
+        clock.set_ns((bar.time + 300) * NS_PER_S)
+        history.stored.append(bar)
+        await bus.publish(subject, bar)
+    healed = [v for v in sink.got if v.time >= bars[207].time]
+    assert [v.time for v in healed] == [b.time for b in bars[207:]]
+    assert healed == [reference[b.time] for b in bars[207:]]
+    assert pipeline.status()["series"] == {"history": 1}
+    await pipeline.stop()
+    await bus.close()
