@@ -272,25 +272,22 @@ class DecisionEngine:
         defaults = await self.defaults.get(self.config.tenant)
         if signal.volume <= 0 and signal.direction != FLAT:  # no intent named a volume: the default's
             signal = msgspec.structs.replace(signal, volume=defaults.volume)
-        before = self.direction(signal.symbol)
+        # The direction is the signal's, whatever the engine answers: one attempt per change of direction.
+        # Trying again while orders of the last attempt may still be working (a close not yet filled) could
+        # send a second close, which a netting account takes as a new opposite position.
         self._direction[signal.symbol] = signal.direction
         self.signals.append(signal)
         self.counters["signals"] += 1
         await self._bus.publish(self._subject, signal)
         self._magics.add(defaults.magic)
         held = [p for p in self._positions(signal.symbol) if p.magic in self._magics]
-        done = True
         for pos in held:
             if int(pos.type.sign) != signal.direction:
                 kind = OrderType.SELL if pos.type is Side.BUY else OrderType.BUY
-                done &= await self._send(signal, kind, pos.volume, pos.ticket, defaults, pos.magic)
+                await self._send(signal, kind, pos.volume, pos.ticket, defaults, pos.magic)
         if signal.direction != FLAT and not any(int(p.type.sign) == signal.direction for p in held):
             kind = OrderType.BUY if signal.direction == LONG else OrderType.SELL
-            done &= await self._send(signal, kind, signal.volume, 0, defaults, defaults.magic)
-        if not done:
-            # The account is not where the signal points: keep the direction it had, so the next intents
-            # that still point there try again (once per batch) instead of being taken as already done.
-            self._direction[signal.symbol] = before
+            await self._send(signal, kind, signal.volume, 0, defaults, defaults.magic)
         return signal
 
     async def _send(
@@ -301,8 +298,7 @@ class DecisionEngine:
         position: int,
         defaults: OrderDefaults,
         magic: int,
-    ) -> bool:
-        """Submit one order of `signal`; return whether the trading engine accepted it."""
+    ) -> None:
         cid = self._new_id()
         req = OrderRequest(
             client_order_id=cid,
@@ -326,8 +322,6 @@ class DecisionEngine:
         if result.denied:
             self.counters["denied"] += 1
             _log.warning("signal_denied", symbol=signal.symbol, reason=result.reason, order=cid)
-            return False
-        return True
 
     def status(self) -> dict[str, Any]:
         """Counters, the current direction per symbol and where the order defaults come from."""

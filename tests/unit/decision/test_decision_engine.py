@@ -164,19 +164,17 @@ async def test_denied_order_is_counted_not_raised() -> None:
     assert engine.counters["denied"] == 1
 
 
-async def test_a_denied_entry_is_tried_again_by_the_next_intents_that_still_point_there() -> None:
+async def test_a_denied_entry_is_not_sent_again_until_the_direction_changes() -> None:
     port = Port(deny=True)
     engine, seen = await make(port)
     await engine.on_intents([intent("a", LONG)])
-    assert engine.direction("EURUSD") == FLAT  # the account is not long: the direction stays where it was
     port.deny = False
+    await engine.on_intents([intent("a", LONG)])  # a close of the last attempt could still be working
+    assert [(r.type, r.position) for r in port.sent] == [(OrderType.BUY, 0)]
+    assert (engine.counters["denied"], len(seen)) == (1, 1)
+    await engine.on_intents([intent("a", FLAT)])
     await engine.on_intents([intent("a", LONG)])
-    assert [(r.type, r.position) for r in port.sent] == [(OrderType.BUY, 0), (OrderType.BUY, 0)]
-    assert engine.direction("EURUSD") == LONG
-    assert engine.counters["denied"] == 1
-    assert len(seen) == 2  # each attempt is a signal, so the audit explains both
-    await engine.on_intents([intent("a", LONG)])
-    assert len(port.sent) == 2  # accepted once: nothing more to do
+    assert [r.type for r in port.sent] == [OrderType.BUY, OrderType.BUY]
 
 
 async def test_only_the_latest_signals_and_orders_are_kept() -> None:
