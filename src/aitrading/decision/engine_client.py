@@ -14,7 +14,8 @@ What is sent
   first (`TradingEngine.submit`), so this request is retried (`retries` times, `backoff_s` apart,
   doubling) when the answer is lost: a transport error, a timeout, or a 5xx.
 - Closing a position (the request names `position`): `POST /api/v1/accounts/{account}/positions/{id}/close`
-  with the volume, deviation, magic, strategy and the same client order id; the engine answers a repeated
+  with the deviation, magic, strategy, the same client order id and the volume unless it is the whole
+  position (then the engine closes what the position holds when the close arrives); it answers a repeated
   id with the first close (even once the position is gone), so it is retried like a new order.
 
 What comes back, and the counters (`status()`)
@@ -156,7 +157,10 @@ class EngineClient:
             return self._refused(req, 0, f"this client trades {self.tenant}/{self.account} only")
         if req.position:
             path = f"/api/v1/accounts/{self.account}/positions/{self._identifier(req.position)}/close"
-            body: dict[str, Any] = _close_body(req)
+            # All of what the snapshot showed: say "all" and let the engine take the position's volume now
+            # (the snapshot may be older than a partial close); the engine refuses more than it holds.
+            whole = any(p.ticket == req.position and p.volume == req.volume for p in self._positions)
+            body: dict[str, Any] = _close_body(req, whole=whole)
         else:
             problem = _unsupported(req)
             if problem:
@@ -275,13 +279,14 @@ def _unsupported(req: OrderRequest) -> str:
     return ""
 
 
-def _close_body(req: OrderRequest) -> dict[str, Any]:
+def _close_body(req: OrderRequest, *, whole: bool) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "volume": str(volume_decimal(req.volume)),
         "deviation": req.deviation,
         "magic": req.magic,
         "client_order_id": req.client_order_id,
     }
+    if not whole:
+        body["volume"] = str(volume_decimal(req.volume))
     if req.strategy is not None:
         body["strategy"] = req.strategy
     return body

@@ -51,7 +51,9 @@ from aitrading.model.ids import (
     TenantId,
     order_event_pattern,
 )
-from aitrading.model.values import PRICE_SCALE, VOLUME_SCALE
+from aitrading.model.orders import Order
+from aitrading.model.positions import Position
+from aitrading.model.values import PRICE_SCALE, VOLUME_SCALE, volume_decimal
 
 __all__ = ["TRADING_ROLES", "engine_router"]
 
@@ -227,6 +229,12 @@ def engine_router(  # noqa: PLR0915  # one small closure per route
         book = book_of(principal, account)
         first = book.orders.get(ClientOrderId(body.client_order_id)) if body.client_order_id else None
         if first is not None:  # the same close again (its answer was lost): the engine answers the first
+            if not _closes(first, identifier, book.positions.get(identifier), book.hedging):
+                raise HTTPException(
+                    status.HTTP_409_CONFLICT,
+                    f"client_order_id {first.client_order_id} is already used by another order "
+                    f"({first.type.name} {first.symbol}), not a close of position {identifier}",
+                )
             again = OrderRequest(
                 client_order_id=first.client_order_id,
                 tenant=book.tenant,
@@ -242,6 +250,11 @@ def engine_router(  # noqa: PLR0915  # one small closure per route
         if position is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no open position {identifier}")
         volume = _raw(body.volume, VOLUME_SCALE, "volume") or position.volume
+        if volume > position.volume:  # on a netting account the rest would open the opposite position
+            held = volume_decimal(position.volume)
+            raise HTTPException(
+                UNPROCESSABLE, f"volume {body.volume} is more than position {identifier} holds ({held})"
+            )
         coid = body.client_order_id or ids()
         req = OrderRequest(
             client_order_id=coid,  # type: ignore[arg-type]
@@ -361,3 +374,14 @@ def engine_router(  # noqa: PLR0915  # one small closure per route
             await sub.unsubscribe()
 
     return router
+
+
+def _closes(order: Order, identifier: int, position: Position | None, hedging: bool) -> bool:
+    """Whether `order` is a close of position `identifier` (a retried close names the same position)."""
+    if order.position_id and order.position_id in (identifier, position.ticket if position else identifier):
+        return True  # hedging: it names the position; netting: its fill was booked to it
+    if position is None or hedging or order.position_id:
+        return False
+    # Netting, not filled yet: the close is the opposite deal on the position's symbol.
+    closing = OrderType.SELL if position.type is Side.BUY else OrderType.BUY
+    return order.symbol == position.symbol and order.type is closing

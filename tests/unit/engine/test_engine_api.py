@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from aitrading.common.auth import TokenService, principal_dependency
 from aitrading.engine.api import engine_router
+from aitrading.model.enums import MarginMode
 
 SECRET = "x" * 40
 
@@ -140,3 +141,49 @@ async def test_a_close_with_a_client_order_id_is_idempotent_and_carries_the_posi
     assert other.status_code == 202
     assert other.json()["order"]["client_order_id"] != "DEC-close-1"
     assert other.json()["order"]["magic"] == 5
+
+
+async def test_a_close_id_used_by_another_order_is_a_conflict_and_a_close_cannot_exceed_the_position(
+    api: tuple[Rig, httpx.AsyncClient, TokenService],
+) -> None:
+    rig, client, tokens = api
+    await rig.open_long(ticket=7002)
+    trader = auth(tokens, rig.tenant, "portfolio_manager")
+    buy = {"account": ACCOUNT, "symbol": "EURUSD", "type": "BUY", "volume": "0.10", "client_order_id": "K1"}
+    assert (await client.post("/api/v1/orders", json=buy, headers=trader)).status_code == 202
+    for identifier in (7002, 999999):  # the id of an unrelated buy does not stand for a close
+        reused = await client.post(
+            f"/api/v1/accounts/{ACCOUNT}/positions/{identifier}/close",
+            json={"client_order_id": "K1"},
+            headers=trader,
+        )
+        assert reused.status_code == 409, reused.text
+        assert "K1" in reused.json()["detail"]
+    too_much = await client.post(
+        f"/api/v1/accounts/{ACCOUNT}/positions/7002/close", json={"volume": "0.20"}, headers=trader
+    )
+    assert too_much.status_code == 422
+    assert "0.1" in too_much.json()["detail"]
+    assert [
+        p["ticket"]
+        for p in (await client.get(f"/api/v1/accounts/{ACCOUNT}/positions", headers=trader)).json()
+    ] == [7002]
+
+
+async def test_on_a_netting_account_a_retried_close_is_answered_with_the_first(tmp_path: Path) -> None:
+    async for rig in make_rig(tmp_path, mode=MarginMode.RETAIL_NETTING):
+        tokens = TokenService(SECRET, clock=rig.clock)
+        app = FastAPI()
+        app.include_router(
+            engine_router(rig.engine, principal_dependency(tokens), tokens, rig.bus, rig.clock)
+        )
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://e") as client:
+            await rig.open_long(ticket=7003)
+            trader = auth(tokens, rig.tenant, "portfolio_manager")
+            path = f"/api/v1/accounts/{ACCOUNT}/positions/7003/close"
+            first = await client.post(path, json={"client_order_id": "N-close"}, headers=trader)
+            assert first.status_code == 202, first.text
+            assert first.json()["order"]["position"] == 0  # netting: the close names no position
+            again = await client.post(path, json={"client_order_id": "N-close"}, headers=trader)
+            assert again.status_code == 202
+            assert again.json()["order"] == first.json()["order"]
