@@ -176,11 +176,16 @@ def engine_router(  # noqa: PLR0915  # one small closure per route
         return await submit(req, principal)
 
     def order_of(principal: Principal, client_order_id: str) -> Any:
-        for b in engine.accounts_of(principal.tenant or ""):
-            order = b.orders.get(ClientOrderId(client_order_id))
-            if order is not None:
-                return b, order
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no order {client_order_id!r}")
+        coid = ClientOrderId(client_order_id)
+        found = [(b, b.orders[coid]) for b in engine.accounts_of(principal.tenant or "") if coid in b.orders]
+        if not found:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no order {client_order_id!r}")
+        if len(found) > 1:  # client order ids are unique per account: never guess which one is meant
+            accounts = ", ".join(sorted(b.account for b, _ in found))
+            raise HTTPException(
+                status.HTTP_409_CONFLICT, f"order {client_order_id!r} exists in several accounts: {accounts}"
+            )
+        return found[0]
 
     @router.get("/orders/{client_order_id}", response_model=OrderPublic)
     async def get_order(client_order_id: str, principal: Reader) -> OrderPublic:

@@ -8,12 +8,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from engine_helpers import ACCOUNT, Rig, make_rig
+from engine_helpers import ACCOUNT, Rig, account_state, make_rig
 from fastapi import FastAPI
 
 from aitrading.common.auth import TokenService, principal_dependency
 from aitrading.engine.api import engine_router
 from aitrading.model.enums import MarginMode
+from aitrading.model.ids import AccountId
+from aitrading.model.wire import AccountSnapshot
 
 SECRET = "x" * 40
 
@@ -187,3 +189,35 @@ async def test_on_a_netting_account_a_retried_close_is_answered_with_the_first(t
             again = await client.post(path, json={"client_order_id": "N-close"}, headers=trader)
             assert again.status_code == 202
             assert again.json()["order"] == first.json()["order"]
+
+
+async def test_an_order_id_used_in_two_accounts_of_a_tenant_is_not_guessed(
+    api: tuple[Rig, httpx.AsyncClient, TokenService],
+) -> None:
+    rig, client, tokens = api
+    await rig.engine.on_snapshot(
+        AccountSnapshot(
+            tenant=rig.tenant,
+            account=AccountId("2"),
+            ts_ns=rig.clock.now_ns(),
+            account_state=account_state(),
+            positions=[],
+            orders=[],
+            deals_from_ns=0,
+            deals=[],
+        )
+    )
+    trader = auth(tokens, rig.tenant, "portfolio_manager")
+    for account in (ACCOUNT, "2"):
+        body = {
+            "account": account,
+            "symbol": "EURUSD",
+            "type": "BUY",
+            "volume": "0.10",
+            "client_order_id": "SAME",
+        }
+        assert (await client.post("/api/v1/orders", json=body, headers=trader)).status_code in (202, 422)
+    for method in ("GET", "DELETE"):
+        answer = await client.request(method, "/api/v1/orders/SAME", headers=trader)
+        assert answer.status_code == 409, answer.text
+        assert "several accounts" in answer.json()["detail"]
