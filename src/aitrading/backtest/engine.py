@@ -34,6 +34,7 @@ from aitrading.common.errors import BadInputError
 from aitrading.decision.engine import DecisionConfig, DecisionEngine, RegimeConfig
 from aitrading.engine.engine import TradingEngine
 from aitrading.engine.memory import MemoryAudit, MemoryStore, MemoryWriter
+from aitrading.engine.signals import SignalAudit
 from aitrading.model.deals import Deal
 from aitrading.model.ids import AccountId, ClientOrderIdGenerator, TenantId, tick_subject
 from aitrading.model.market import Bar, Tick, Timeframe
@@ -164,6 +165,8 @@ class Backtest:
             writer=MemoryWriter(self.store, self.audit),
         )
         await self.engine.start()
+        self.signals = SignalAudit(self.bus, self.audit, lambda tenant: tenant == self.tenant)
+        await self.signals.start()
         account = AccountId(cfg.account)
         self.broker = SimBroker(
             self.specs,
@@ -213,6 +216,7 @@ class Backtest:
     async def stop(self) -> None:
         """Stop the components."""
         await self.venue.stop()
+        await self.signals.stop()
         await self.engine.stop()
         await self.bus.close()
 

@@ -16,6 +16,7 @@ from aitrading.common.clock import Clock
 from aitrading.common.service import Check, Service
 from aitrading.engine.api import engine_router
 from aitrading.engine.engine import MarketOpenFn, TradingEngine
+from aitrading.engine.signals import SignalAudit
 from aitrading.engine.store import EngineStore
 from aitrading.model.symbols import SymbolSpec
 from aitrading.storage.audit import AuditLog
@@ -35,6 +36,7 @@ class EngineService(Service):
         "PUT /api/v1/risk/limits/{scope}/{id}, POST /api/v1/accounts/{id}/risk-state: limits, halts",
         "WS /api/v1/stream: order, position, account, risk and reconciliation events of the tenant",
         "execution through agents (ord.cmd/ord.rpt), reconciliation against terminal snapshots",
+        "decision signals (sig.<tenant>.<strategy>) in the tenant's audit chain, before their orders",
     )
 
     def __init__(
@@ -50,15 +52,17 @@ class EngineService(Service):
         market_open: MarketOpenFn | None = None,
     ) -> None:
         super().__init__(checks)
-        self.engine = TradingEngine(
-            bus, EngineStore(db, clock), AuditLog(db, clock), clock, specs, market_open=market_open
-        )
+        audit = AuditLog(db, clock)
+        self.engine = TradingEngine(bus, EngineStore(db, clock), audit, clock, specs, market_open=market_open)
+        self.signals = SignalAudit(bus, audit, lambda tenant: bool(self.engine.accounts_of(tenant)))
         self.add_router(engine_router(self.engine, authenticate, tokens, bus, clock))
 
     async def _on_start(self) -> None:
         await super()._on_start()
         await self.engine.start()
+        await self.signals.start()
 
     async def _on_stop(self) -> None:
+        await self.signals.stop()
         await self.engine.stop()
         await super()._on_stop()

@@ -1,0 +1,73 @@
+"""Decision signals in the audit chain: what a trade was decided on, next to the orders it caused.
+
+The decision engine publishes each change of direction as a `Signal` on `sig.<tenant>.<strategy>`, with
+the weighted contributions of its strategies, the model versions and the feature values behind it, and
+then submits the orders. `SignalAudit` appends each signal to its tenant's hash-chained audit as a
+`decision.signal` event (actor `decision:<strategy>`), so that the chain reads: the signal, then the
+`order.submitted` events of the same strategy that followed it. Signals arrive before their orders (the
+decision engine publishes first), so the order in the chain is the order of cause and effect.
+
+It runs beside the trading engine, which holds the audit log, in every mode: the service in process or
+split (the signals come over the bus), and the backtester (its in-memory audit). A signal is refused,
+and counted, when its subject names another tenant than its body (a publisher must not write into
+another tenant's chain) or when the engine keeps no account of that tenant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import structlog
+
+from aitrading.common.bus import Bus, Subscription
+from aitrading.common.bus.codec import Message
+from aitrading.common.errors import BadInputError
+from aitrading.engine.core import plain
+from aitrading.engine.ports import AuditTrail
+from aitrading.strategies import Signal
+
+__all__ = ["SIGNAL_EVENT", "SignalAudit"]
+
+SIGNAL_EVENT = "decision.signal"
+
+_log = structlog.get_logger("engine.signals")
+
+
+class SignalAudit:
+    """Appends every decision signal to its tenant's audit chain; see the module docstring."""
+
+    def __init__(self, bus: Bus, audit: AuditTrail, has_tenant: Callable[[str], bool]) -> None:
+        self._bus = bus
+        self._audit = audit
+        self._has_tenant = has_tenant
+        self._sub: Subscription | None = None
+        self.counters: dict[str, int] = {"audited": 0, "foreign": 0, "unknown_tenant": 0, "unencodable": 0}
+
+    async def start(self) -> None:
+        """Subscribe to every tenant's signals."""
+        self._sub = await self._bus.subscribe("sig.*.*", self._on_message)
+
+    async def stop(self) -> None:
+        """Unsubscribe."""
+        if self._sub is not None:
+            await self._sub.unsubscribe()
+            self._sub = None
+
+    async def _on_message(self, subject: str, msg: Message) -> None:
+        if not isinstance(msg, Signal):
+            return
+        tenant = subject.split(".")[1]
+        if msg.tenant != tenant or msg.strategy != subject.split(".", 2)[2]:
+            self.counters["foreign"] += 1
+            _log.warning("signal_subject_mismatch", subject=subject, tenant=msg.tenant, strategy=msg.strategy)
+            return
+        if not self._has_tenant(tenant):
+            self.counters["unknown_tenant"] += 1
+            return
+        try:
+            await self._audit.append(tenant, f"decision:{msg.strategy}", SIGNAL_EVENT, plain(msg))
+        except BadInputError as exc:  # e.g. a NaN feature: canonical JSON has no NaN; say so, carry on
+            self.counters["unencodable"] += 1
+            _log.error("signal_not_audited", subject=subject, error=str(exc)[:300])
+            return
+        self.counters["audited"] += 1
