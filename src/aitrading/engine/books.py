@@ -121,6 +121,9 @@ class AccountBook:
         self.state = state
         self.positions: dict[int, Position] = {}
         self.orders: dict[ClientOrderId, Order] = {}
+        # the client order ids of the orders not yet terminal, in `orders`' order (keys only): a snapshot
+        # after every execution asks for them, and scanning every order the account ever had was O(orders)
+        self._working: dict[ClientOrderId, None] = {}
         self.by_ticket: dict[int, ClientOrderId] = {}
         self.deals: dict[int, Deal] = {}
         self.risk_state = RiskState.ACTIVE
@@ -171,13 +174,28 @@ class AccountBook:
 
     def working_orders(self) -> list[Order]:
         """Return the orders not yet in a terminal state."""
-        return [o for o in self.orders.values() if not o.is_terminal]
+        orders = self.orders
+        return [orders[coid] for coid in self._working]
 
     def put_order(self, order: Order) -> None:
         """Record `order` (new or changed)."""
-        self.orders[order.client_order_id] = order
+        coid = order.client_order_id
+        known = coid in self.orders
+        self.orders[coid] = order
+        if order.state.is_terminal:
+            self._working.pop(coid, None)
+        elif coid not in self._working:
+            if known:  # back from a terminal state (never by the state machine): keep `orders`' order
+                self._working = {c: None for c, o in self.orders.items() if not o.is_terminal}
+            else:
+                self._working[coid] = None
         if order.ticket:
             self.by_ticket[order.ticket] = order.client_order_id
+
+    def drop_order(self, coid: ClientOrderId) -> None:
+        """Forget the order `coid` (its row could not be written)."""
+        del self.orders[coid]
+        self._working.pop(coid, None)
 
     def order_by_ticket(self, ticket: int) -> Order | None:
         """Return the order with the terminal's `ticket`, if the engine knows it."""
@@ -227,7 +245,8 @@ class AccountBook:
         """Value `symbol`'s positions at the tick; return True when the floating result changed."""
         changed = False
         of_position = profit_fn.of_position if isinstance(profit_fn, AccountProfit) else None
-        for ident, position in list(self.positions.items()):
+        positions = self.positions
+        for ident, position in positions.items():  # values replaced in place: no copy needed
             if position.symbol != symbol:
                 continue
             price = bid if position.type is Side.BUY else ask
@@ -246,7 +265,7 @@ class AccountBook:
             )
             if marked.profit != position.profit:
                 changed = True
-            self.positions[ident] = marked
+            positions[ident] = marked
         if changed:
             self.state = self.state.updated(floating=self._floating())
         return changed

@@ -198,7 +198,8 @@ class EngineCore:
         async with self._lock:
             result = await work
             out, self._outbox = self._outbox, []
-        await self._publish(out)
+        if out:  # most ticks produce nothing to publish
+            await self._publish(out)
         return result
 
     async def _publish(self, out: list[tuple[str, Message]]) -> None:

@@ -176,7 +176,7 @@ class TradingEngine(Execution):
         """The order's row could not be written: forget the order, so that a retry decides afresh."""
         book = self.book(order.tenant, order.account)
         if book is not None and book.orders.get(order.client_order_id) is order:
-            del book.orders[order.client_order_id]
+            book.drop_order(order.client_order_id)
         self._requests.pop(order.client_order_id, None)
 
     def _new_order(self, req: OrderRequest, problems: tuple[str, ...]) -> Order:
@@ -279,8 +279,10 @@ class TradingEngine(Execution):
     async def on_tick(self, tick: Tick) -> None:
         """Keep the last tick; value the positions of accounts on that feed; update risk states."""
         self._ticks[(tick.feed, tick.symbol)] = tick
-        if any(b.positions for b in self.books_on(tick.feed)):
-            await self._locked(self._on_tick(tick))
+        for book in self.books_on(tick.feed):  # a loop, not `any` over a generator: on every tick
+            if book.positions:
+                await self._locked(self._on_tick(tick))
+                return
 
     async def _on_tick(self, tick: Tick) -> None:
         self._ticks[(tick.feed, tick.symbol)] = tick
