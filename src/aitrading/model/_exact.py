@@ -37,19 +37,19 @@ def decimal_from_scaled(n: int, decimals: int) -> Decimal:
 
 def scaled_from_decimal(value: Decimal, decimals: int) -> int:
     """Return `value` × 10^decimals as an int; raise `ValueError` if that is not a whole number."""
-    sign, digits, exponent = value.as_tuple()
-    if not isinstance(exponent, int):
+    if not value.is_finite():
         raise ValueError(f"{value} is not a finite number")
-    n = int("".join(map(str, digits)) or "0")
-    shift = exponent + decimals
-    if shift >= 0:
-        n *= 10**shift
+    # Exact: a finite Decimal is num / den with den = 2^a × 5^b (in C, not a str per digit: every fill and
+    # position reads its exact cost back this way).
+    num, den = value.as_integer_ratio()
+    if decimals >= 0:
+        num *= 10**decimals
     else:
-        unit: int = 10 ** (-shift)
-        n, rest = divmod(n, unit)
-        if rest:
-            raise ValueError(f"{value} has more than {decimals} decimals")
-    return -n if sign else n
+        den *= 10 ** (-decimals)
+    n, rest = divmod(num, den)
+    if rest:
+        raise ValueError(f"{value} has more than {decimals} decimals")
+    return n
 
 
 def div_half_even(n: int, d: int) -> int:

@@ -22,6 +22,11 @@ __all__ = ["AccountState", "MarginMode", "floating_of"]
 MARGIN_LEVEL_DIGITS = 2
 _QUANTA: dict[int, Decimal] = {}
 """10^-digits per currency digits: the quantum `values.money` quantizes to."""
+_BUILT: dict[int, AccountState] = {}
+"""The last states `AccountState.of` built, by identity (held, so an id cannot be reused while listed):
+their money is quantized, so `updated` can change the floating result alone. A state decoded from a
+message is not listed and takes the full path."""
+_BUILT_MAX = 64
 
 
 def floating_of(positions: Iterable[Position]) -> Decimal:
@@ -91,7 +96,7 @@ class AccountState(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError(f"margin must not be negative, got {margin_q}")
         equity = balance_q + credit_q + floating_q
         level = None if margin_q == 0 else _margin_level(equity, margin_q)
-        return cls(
+        state = cls(
             login=login,
             server=server,
             currency=currency,
@@ -106,6 +111,10 @@ class AccountState(msgspec.Struct, frozen=True, kw_only=True):
             margin_free=equity - margin_q,
             margin_level=level,
         )
+        if len(_BUILT) >= _BUILT_MAX:
+            _BUILT.clear()
+        _BUILT[id(state)] = state
+        return state
 
     def updated(
         self,
@@ -116,6 +125,40 @@ class AccountState(msgspec.Struct, frozen=True, kw_only=True):
         margin: Decimal | int | str | None = None,
     ) -> AccountState:
         """Return the state with the given inputs changed and the derived fields recomputed."""
+        if (
+            balance is None
+            and credit is None
+            and margin is None
+            and floating is not None
+            and _BUILT.get(id(self)) is self
+            and type(self) is AccountState
+        ):
+            # Only the floating result changed (every marked quote) and `of` built this state, so its
+            # balance, credit and margin are already quantized: `of` would return them unchanged.
+            digits = self.digits
+            quantum = _QUANTA[digits]
+            floating_q = Decimal(floating).quantize(quantum, rounding=ROUND_HALF_UP)
+            margin_q = self.margin
+            equity = self.balance + self.credit + floating_q
+            state = AccountState(
+                login=self.login,
+                server=self.server,
+                currency=self.currency,
+                digits=digits,
+                leverage=self.leverage,
+                margin_mode=self.margin_mode,
+                balance=self.balance,
+                credit=self.credit,
+                profit=floating_q,
+                equity=equity,
+                margin=margin_q,
+                margin_free=equity - margin_q,
+                margin_level=None if margin_q == 0 else _margin_level(equity, margin_q),
+            )
+            if len(_BUILT) >= _BUILT_MAX:
+                _BUILT.clear()
+            _BUILT[id(state)] = state
+            return state
         return AccountState.of(
             login=self.login,
             server=self.server,

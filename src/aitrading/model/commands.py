@@ -83,6 +83,21 @@ class TradeCommand(Message, frozen=True):
 
 def request_problems(req: OrderRequest) -> tuple[str, ...]:
     """Return what is structurally wrong with `req` (empty when nothing is); no market or account checks."""
+    last_req, last = _LAST_CHECKED[0]
+    if last_req is req and type(req) is OrderRequest:
+        return last  # the same (frozen) request again: the engine, `Order.from_request`, the checks
+    problems = _problems(req)
+    _LAST_CHECKED[0] = (req, problems)
+    return problems
+
+
+_LAST_CHECKED: list[tuple[OrderRequest | None, tuple[str, ...]]] = [(None, ())]
+"""The last request `request_problems` looked at and its answer (one slot, replaced whole). An order's
+request passes the engine's decision, `Order.from_request`, the engine's `check_request` and, in-process,
+the terminal's: frozen, with immutable fields, it has the same problems each time."""
+
+
+def _problems(req: OrderRequest) -> tuple[str, ...]:
     problems: list[str] = []
     try:
         client_order_id(req.client_order_id)

@@ -31,7 +31,7 @@ class Side(enum.IntEnum):
     @property
     def sign(self) -> int:
         """+1 for BUY, -1 for SELL."""
-        return 1 if self is Side.BUY else -1
+        return 1 - 2 * self  # on the int value (BUY 0, SELL 1): read for every position on every quote
 
     @property
     def opposite(self) -> Side:
@@ -40,11 +40,11 @@ class Side(enum.IntEnum):
 
     def entry_price(self, bid: int, ask: int) -> int:
         """Price at which this side opens: a BUY pays the ask, a SELL gets the bid."""
-        return ask if self is Side.BUY else bid
+        return bid if self else ask  # SELL is 1, BUY 0
 
     def exit_price(self, bid: int, ask: int) -> int:
         """Price at which a position of this side closes (and is marked): BUY at the bid, SELL at the ask."""
-        return bid if self is Side.BUY else ask
+        return ask if self else bid  # SELL is 1, BUY 0
 
 
 PositionType = Side
@@ -67,24 +67,30 @@ class OrderType(enum.IntEnum):
     @property
     def side(self) -> Side:
         """The side this order trades; `CLOSE_BY` has none and raises `ValueError`."""
-        if self is OrderType.CLOSE_BY:
+        side = _ORDER_SIDES.get(self)
+        if side is None:
             raise ValueError("a CLOSE_BY order has no side of its own")
-        return Side(self.value % 2)
+        return side
 
     @property
     def is_market(self) -> bool:
         """True for BUY and SELL (executed at once with TRADE_ACTION_DEAL)."""
-        return self.value <= 1
+        return self <= 1  # compared as the int it is (`.value` is a descriptor call)
 
     @property
     def is_pending(self) -> bool:
         """True for limit, stop and stop-limit orders (placed with TRADE_ACTION_PENDING)."""
-        return 2 <= self.value <= 7
+        return 2 <= self <= 7
 
     @property
     def is_stop_limit(self) -> bool:
         """True for BUY_STOP_LIMIT and SELL_STOP_LIMIT, the only types that use `stoplimit`."""
-        return self.value in (6, 7)
+        return 6 <= self <= 7
+
+
+_ORDER_SIDES: dict[OrderType, Side] = {t: Side(t.value % 2) for t in OrderType if t is not OrderType.CLOSE_BY}
+"""The side of each order type but CLOSE_BY, looked up (`Side(...)` is a slow enum call; fills use it)."""
+_SIDES = (Side.BUY, Side.SELL)
 
 
 class OrderFilling(enum.IntEnum):
@@ -164,14 +170,14 @@ class DealType(enum.IntEnum):
     @property
     def is_trade(self) -> bool:
         """True for BUY and SELL, the only deals that move positions."""
-        return self.value <= 1
+        return self <= 1
 
     @property
     def side(self) -> Side:
         """The side of a trade deal; other deal types raise `ValueError`."""
-        if not self.is_trade:
+        if self > 1:
             raise ValueError(f"a {self.name} deal has no side")
-        return Side(self.value)
+        return _SIDES[self]
 
 
 class DealEntry(enum.IntEnum):

@@ -90,12 +90,19 @@ def client_order_id(value: str) -> ClientOrderId:
     return ClientOrderId(value)
 
 
-def _encode(n: int, chars: int) -> str:
-    out = []
-    for _ in range(chars):
-        n, r = divmod(n, 32)
-        out.append(_CROCKFORD[r])
-    return "".join(reversed(out))
+_CROCKFORD_PAIRS = tuple(a + b for a in _CROCKFORD for b in _CROCKFORD)  # 10 bits → 2 digits
+_PAIR_SHIFTS = tuple(range(5 * _ULID_CHARS - 10, -1, -10))
+_ULID_MASK = 2 ** (5 * _ULID_CHARS) - 1
+
+
+def _ulid_body(ms: int, random: int) -> str:
+    """Return the 26 Crockford base32 digits of the low 130 bits of `ms` ‖ `random` (80 bits).
+
+    The same digits as the time in 10 and the random part in 16 digits of five bits each, looked up two
+    digits at a time (13 lookups, not 26 divisions: an id is made for every order).
+    """
+    n = ((ms << (5 * _RANDOM_CHARS)) | random) & _ULID_MASK
+    return "".join([_CROCKFORD_PAIRS[(n >> shift) & 1023] for shift in _PAIR_SHIFTS])
 
 
 class ClientOrderIdGenerator:
@@ -132,9 +139,7 @@ class ClientOrderIdGenerator:
         else:  # the random part ran out within one millisecond: borrow the next one
             self._last_ms += 1
             self._last_random = 0
-        return ClientOrderId(
-            self._prefix + _encode(self._last_ms, _TIME_CHARS) + _encode(self._last_random, _RANDOM_CHARS)
-        )
+        return ClientOrderId(self._prefix + _ulid_body(self._last_ms, self._last_random))
 
 
 def client_order_id_time_ms(value: str) -> int:

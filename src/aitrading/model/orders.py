@@ -236,17 +236,15 @@ def _fill(order: Order, event: OrderPartiallyFilled | OrderFilled) -> Order:
     deal = event.deal
     if deal.ticket in order.deals:
         return order
+    # The reasons are formatted only for a refusal (this runs for every fill).
     _require(order, event, order.state in _WORKING)
-    _require(order, event, deal.is_trade and deal.volume > 0, f"deal {deal.ticket} is no trade with volume")
-    if order.type is not OrderType.CLOSE_BY:
-        _require(order, event, deal.side is order.type.side, f"deal {deal.ticket} is {deal.side.name}")
+    if not (deal.is_trade and deal.volume > 0):
+        _require(order, event, False, f"deal {deal.ticket} is no trade with volume")
+    if order.type is not OrderType.CLOSE_BY and deal.side is not order.type.side:
+        _require(order, event, False, f"deal {deal.ticket} is {deal.side.name}")
     filled = order.volume_filled + deal.volume
-    _require(
-        order,
-        event,
-        filled <= order.volume,
-        f"filling {deal.volume} more would make {filled} of {order.volume}",
-    )
+    if filled > order.volume:
+        _require(order, event, False, f"filling {deal.volume} more would make {filled} of {order.volume}")
     complete = filled == order.volume
     _require(
         order,

@@ -40,6 +40,7 @@ __all__ = ["FillPlan", "Ledger", "Quotes", "expiry_ns"]
 NS_PER_DAY = 86_400_000_000_000
 _MEMO_MAX = 4096
 _ZERO = Decimal(0)
+_DEAL_TYPES = (DealType.BUY, DealType.SELL)  # by `Side` (an enum call per fill costs more)
 _HUNDRED = Decimal(100)
 _CLOSING = (DealEntry.OUT, DealEntry.OUT_BY)
 
@@ -98,6 +99,7 @@ class Ledger:
         self._raw_credit: Decimal | None = None
         self._balance_q = self._credit_q = _ZERO
         self._money: tuple[Decimal, Decimal, Decimal, Decimal] = (_ZERO, _ZERO, _ZERO, _ZERO)
+        self._margin_taken: tuple[tuple[int, int], int, Decimal] | None = None  # (margin, digits, money)
         self._take_money(self._margin(book.positions.values(), remember=True))
 
     # --- valuation -------------------------------------------------------------------------------------
@@ -227,12 +229,13 @@ class Ledger:
             self._raw_balance, self._balance_q = balance, money(balance, digits)
         if credit is not self._raw_credit:
             self._raw_credit, self._credit_q = credit, money(credit, digits)
-        self._money = (
-            self._balance_q,
-            self._credit_q,
-            money(self._floating(), digits),
-            money_of(margin[0], margin[1], digits),
-        )
+        taken = self._margin_taken
+        if taken is not None and taken[0] is margin and taken[1] == digits:
+            margin_q = taken[2]  # the same (memoised, immutable) ratio as last quote: the same money
+        else:
+            margin_q = money_of(margin[0], margin[1], digits)
+            self._margin_taken = (margin, digits, margin_q)
+        self._money = (self._balance_q, self._credit_q, money(self._floating(), digits), margin_q)
         self._state = None
         self.margin_call = self.level_at_most(self.account.margin_so_call)
 
@@ -267,17 +270,18 @@ class Ledger:
 
     def revalue(self, symbols: Iterable[str] | None = None) -> None:
         """Mark positions at their exit prices (all, or those of `symbols`) and recompute the account."""
-        book = self.book
+        positions = self.book.positions
         wanted = None if symbols is None else set(symbols)
-        for key, p in list(book.positions.items()):
-            tick = self.quotes.ticks.get(p.symbol)
+        ticks = self.quotes.ticks
+        for key, p in positions.items():  # values replaced in place: no copy needed
+            tick = ticks.get(p.symbol)
             if tick is None or (wanted is not None and p.symbol not in wanted and not self._converts(p)):
                 continue
             try:
-                book.positions[key] = self._mark(p, p.type.exit_price(tick.bid, tick.ask))
+                positions[key] = self._mark(p, p.type.exit_price(tick.bid, tick.ask))
             except ValueError:  # no conversion quote yet: keep the last valuation
                 continue
-        self._take_money(self._margin(book.positions.values(), remember=True))
+        self._take_money(self._margin(positions.values(), remember=True))
 
     def _mark(self, p: Position, price: int) -> Position:
         """Return `p` valued at `price`: `positions.mark` with `profit_fn`, in integer arithmetic (hot path).
@@ -392,7 +396,7 @@ class Ledger:
             order=order.ticket,
             position_id=position_id,
             symbol=order.symbol,
-            type=DealType(side.value),
+            type=_DEAL_TYPES[side],
             entry=entry,
             volume=volume,
             price=price,

@@ -25,6 +25,7 @@ from aitrading.mt5.sim.book import BookOrder
 
 __all__ = ["Requests"]
 
+_INFINITY = Decimal("Infinity")
 _LIMIT_LIKE = frozenset(
     {OrderType.BUY_LIMIT, OrderType.SELL_LIMIT, OrderType.BUY_STOP_LIMIT, OrderType.SELL_STOP_LIMIT}
 )
@@ -83,7 +84,7 @@ class Requests:
         """Run `check_request`, with its own money check only when `money` (pending orders)."""
         state = self._ledger.state
         # An infinite free margin switches check_request's NO_MONEY off where the whole-account check rules.
-        account = state if money else msgspec.structs.replace(state, margin_free=Decimal("Infinity"))
+        account = state if money else msgspec.structs.replace(state, margin_free=_INFINITY)
         result = check_request(
             request,
             spec,
