@@ -254,6 +254,13 @@ def engine_router(  # noqa: PLR0915  # one small closure per route
         position = book.positions.get(identifier)
         if position is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no open position {identifier}")
+        working = [o for o in book.working_orders() if _closes(o, identifier, position, book.hedging)]
+        if working:  # MT5's TRADE_RETCODE_CLOSE_ORDER_EXIST: on netting a second close would reverse it
+            raise HTTPException(
+                UNPROCESSABLE,
+                f"close_order_exist (10039): order {working[0].client_order_id} is already closing "
+                f"position {identifier}",
+            )
         volume = _raw(body.volume, VOLUME_SCALE, "volume") or position.volume
         if volume > position.volume:  # on a netting account the rest would open the opposite position
             held = volume_decimal(position.volume)

@@ -105,7 +105,9 @@ class EngineCore:
         self._ticks: dict[tuple[str, str], Tick] = {}
         self._profit_fns: dict[tuple[str, str], AccountProfit] = {}
         self._last_account_event: dict[tuple[str, str], int] = {}
-        self._requests: dict[str, OrderRequest] = {}
+        self._requests: dict[tuple[str, str, str], OrderRequest] = {}
+        """The requests of working orders by (tenant, account, client order id): ids are unique per account
+        only, and two tenants may well choose the same one."""
         self._outbox: list[tuple[str, Message]] = []
         self._subs: list[Subscription] = []
         self._background: set[asyncio.Task[None]] = set()
@@ -241,7 +243,10 @@ class EngineCore:
     async def _apply(self, book: AccountBook, order: Order, event: OrderEvent) -> Order:
         updated = transition(order, event)
         book.put_order(updated)
-        await self._store.save_order(updated, self._requests.get(order.client_order_id))
+        key = (book.tenant, book.account, order.client_order_id)
+        await self._store.save_order(updated, self._requests.get(key))
+        if updated.state.is_terminal:  # nothing will be sent again: only working orders keep theirs
+            self._requests.pop(key, None)
         await self._audit.append(
             book.tenant,
             "engine",

@@ -95,7 +95,8 @@ class TradingEngine(Execution):
             book.positions = {p.identifier: p for p in stored.positions}
             book.risk_state, book.risk_reason = stored.risk_state, stored.risk_reason
             book.peak_equity = max(stored.state.equity, Decimal(str(stored.peak_equity)))
-            self._requests.update(stored.requests)
+            for coid, request in stored.requests.items():
+                self._requests[(tenant, stored.account, coid)] = request
             self.books[(tenant, stored.account)] = book
 
     # --- submitting --------------------------------------------------------------------------------------
@@ -153,7 +154,7 @@ class TradingEngine(Execution):
             retcode, reason, text = verdict
             return self._deny(book, order, req, actor, retcode, reason, text, now)
         self.risk.record(req)
-        self._requests[req.client_order_id] = req
+        self._requests[(req.tenant, req.account, req.client_order_id)] = req
         if req.action is TradeAction.CLOSE_BY:  # it closes the smaller volume of the two (fills once)
             pair = (_position(book, req.position), _position(book, req.position_by))
             order = msgspec.structs.replace(order, volume=min(p.volume for p in pair if p is not None))
@@ -177,7 +178,7 @@ class TradingEngine(Execution):
         book = self.book(order.tenant, order.account)
         if book is not None and book.orders.get(order.client_order_id) is order:
             book.drop_order(order.client_order_id)
-        self._requests.pop(order.client_order_id, None)
+        self._requests.pop((order.tenant, order.account, order.client_order_id), None)
 
     def _new_order(self, req: OrderRequest, problems: tuple[str, ...]) -> Order:
         if req.opens_order and not problems:

@@ -287,7 +287,7 @@ class Execution(EngineCore):
         A row written before requests were stored has none; a new market or pending order is rebuilt from
         the order then. Nothing else is (a MODIFY or REMOVE tracked as an order cannot be told apart).
         """
-        request = self._requests.get(order.client_order_id)
+        request = self._requests.get((order.tenant, order.account, order.client_order_id))
         if request is not None or not order.symbol or order.type.value > 7 or order.volume <= 0:
             return request
         return OrderRequest(

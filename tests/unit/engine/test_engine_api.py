@@ -12,10 +12,13 @@ from engine_helpers import ACCOUNT, Rig, account_state, make_rig
 from fastapi import FastAPI
 
 from aitrading.common.auth import TokenService, principal_dependency
+from aitrading.common.bus.codec import Message
 from aitrading.engine.api import engine_router
+from aitrading.model.commands import TradeCommand
 from aitrading.model.enums import MarginMode
-from aitrading.model.ids import AccountId
-from aitrading.model.wire import AccountSnapshot
+from aitrading.model.ids import AccountId, TenantId
+from aitrading.model.wire import AccountSnapshot, AgentPresence
+from aitrading.storage.oltp import ensure_tenant
 
 SECRET = "x" * 40
 
@@ -132,17 +135,17 @@ async def test_a_close_with_a_client_order_id_is_idempotent_and_carries_the_posi
     order = first.json()["order"]
     assert order["client_order_id"] == "DEC-close-1"
     assert order["magic"] == 77  # the position's, since the body named none
-    sent = rig.engine._requests[order["client_order_id"]]
+    sent = rig.engine._requests[(rig.tenant, ACCOUNT, order["client_order_id"])]
     assert (sent.deviation, sent.position, sent.strategy) == (15, 7001, "sma")
     again = await client.post(path, json=body, headers=trader)  # its answer was lost: sent again
     assert again.status_code == 202
     assert again.json()["order"] == order
     orders = (await client.get(f"/api/v1/accounts/{ACCOUNT}/orders", headers=trader)).json()
     assert [o["client_order_id"] for o in orders].count("DEC-close-1") == 1
-    other = await client.post(path, json={"magic": 5}, headers=trader)  # no id: a new close each time
-    assert other.status_code == 202
-    assert other.json()["order"]["client_order_id"] != "DEC-close-1"
-    assert other.json()["order"]["magic"] == 5
+    other = await client.post(path, json={"magic": 5}, headers=trader)  # another close while one works
+    assert other.status_code == 422
+    assert "close_order_exist (10039)" in other.json()["detail"]
+    assert "DEC-close-1" in other.json()["detail"]
 
 
 async def test_a_close_id_used_by_another_order_is_a_conflict_and_a_close_cannot_exceed_the_position(
@@ -221,3 +224,59 @@ async def test_an_order_id_used_in_two_accounts_of_a_tenant_is_not_guessed(
         answer = await client.request(method, "/api/v1/orders/SAME", headers=trader)
         assert answer.status_code == 409, answer.text
         assert "several accounts" in answer.json()["detail"]
+
+
+async def test_two_tenants_may_use_the_same_client_order_id(
+    api: tuple[Rig, httpx.AsyncClient, TokenService],
+) -> None:
+    rig, client, tokens = api
+    async with rig.db.session() as s:
+        other = TenantId(str((await ensure_tenant(s, f"t{uuid.uuid4().hex[:8]}", "Other")).id))
+    account_b = AccountId("20002")
+    await rig.engine.on_snapshot(
+        AccountSnapshot(
+            tenant=other,
+            account=account_b,
+            ts_ns=rig.clock.now_ns(),
+            account_state=account_state(),
+            positions=[],
+            orders=[],
+            deals_from_ns=0,
+            deals=[],
+        )
+    )
+    rig.engine.books[(other, account_b)].feed = rig.engine.books[(rig.tenant, ACCOUNT)].feed
+    mine = {
+        "account": ACCOUNT,
+        "symbol": "EURUSD",
+        "type": "BUY",
+        "volume": "0.10",
+        "client_order_id": "SAME",
+    }
+    theirs = {
+        "account": account_b,
+        "symbol": "GBPUSD",
+        "type": "SELL",
+        "volume": "0.20",
+        "client_order_id": "SAME",
+    }
+    assert (
+        await client.post("/api/v1/orders", json=mine, headers=auth(tokens, rig.tenant, "portfolio_manager"))
+    ).status_code == 202
+    assert (
+        await client.post("/api/v1/orders", json=theirs, headers=auth(tokens, other, "portfolio_manager"))
+    ).status_code == 202
+    resent: list[TradeCommand] = []
+
+    async def agent(subject: str, msg: Message) -> None:
+        if isinstance(msg, TradeCommand):
+            resent.append(msg)
+
+    await rig.bus.subscribe(f"ord.cmd.{rig.tenant}.{ACCOUNT}", agent)
+    presence = AgentPresence(
+        tenant=rig.tenant, device_id="pc1", accounts=[ACCOUNT], online=True, ts_ns=rig.clock.now_ns()
+    )
+    await rig.bus.publish(f"agent.presence.{rig.tenant}", presence)  # A's agent back: its orders go again
+    assert [(c.request.tenant, c.request.account, c.request.symbol) for c in resent] == [
+        (rig.tenant, ACCOUNT, "EURUSD")
+    ]
