@@ -8,6 +8,7 @@ from typing import Any
 
 from aitrading.backtest.engine import Backtest, BacktestConfig, Costs
 from aitrading.backtest.results import trades_from_deals
+from aitrading.engine.signals import SIGNAL_EVENT
 from aitrading.model.market import Bar
 from aitrading.model.values import price_raw
 from aitrading.strategies import Strategy, StrategyConfig, load_strategy
@@ -124,3 +125,14 @@ async def test_the_engine_takes_margin_from_the_terminal_after_every_execution_a
         # As of the last execution's snapshot; the terminal's own figure has moved with the rate since.
         assert abs(book.state.margin - terminal) <= terminal * Decimal("0.01")
         assert bt.engine.counters["alerts"] == 0
+
+
+async def test_each_order_follows_in_the_audit_the_signal_that_caused_it() -> None:
+    strategy = load_strategy("sma_cross", {"fast": "2", "slow": "3"})
+    async with Backtest(BacktestConfig(symbol="EURUSD"), [strategy]) as bt:
+        await bt.run_bars(bars(ZIGZAG))
+        kinds = [r.kind for r in bt.audit.records(bt.tenant)]
+        assert bt.decision.counters["signals"] > 0
+        assert kinds.count(SIGNAL_EVENT) == bt.decision.counters["signals"]
+        assert SIGNAL_EVENT in kinds[: kinds.index("order.submitted")]  # the cause comes first
+        assert bt.audit.verify(bt.tenant).ok

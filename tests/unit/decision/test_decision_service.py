@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from decision_helpers import publish_flat_bars
 
 from aitrading.common.bus.codec import Message
 from aitrading.common.bus.memory import MemoryBus
@@ -10,9 +11,7 @@ from aitrading.common.clock import TestClock
 from aitrading.decision.service import DecisionPipeline, DecisionService, DecisionSettings, parse_strategies
 from aitrading.model.commands import OrderRequest
 from aitrading.model.enums import OrderType
-from aitrading.model.market import Bar
 from aitrading.model.positions import Position
-from aitrading.model.values import price_raw
 from aitrading.strategies import Signal
 
 
@@ -59,20 +58,7 @@ async def test_pipeline_turns_published_bars_into_signals_and_orders() -> None:
     )
     pipeline = DecisionPipeline(settings, bus, TestClock(), submit, positions)
     await pipeline.start()
-    for i, c in enumerate([5, 4, 3, 2, 1, 2, 3, 4]):
-        p = price_raw(c)
-        bar = Bar(
-            feed="F",
-            symbol="EURUSD",
-            timeframe=16385,
-            time=i * 3600,
-            open=p,
-            high=p,
-            low=p,
-            close=p,
-            tick_volume=1,
-        )
-        await bus.publish("md.bar.F.EURUSD.H1", bar)
+    await publish_flat_bars(bus, [5, 4, 3, 2, 1, 2, 3, 4], 0)
     await pipeline.stop()
     assert pipeline.bars == 8
     assert [s.direction for s in signals if isinstance(s, Signal)] == [1]

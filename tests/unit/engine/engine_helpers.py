@@ -103,6 +103,23 @@ def account_state(balance: str = "10000", mode: MarginMode = MarginMode.RETAIL_H
     return AccountState.of(login=10001, currency="USD", leverage=100, margin_mode=mode, balance=balance)
 
 
+async def announce_account(rig: Rig, tenant: TenantId, account: AccountId) -> None:
+    """Give the engine an account of `tenant` (an empty terminal snapshot), quoted on the rig's feed."""
+    await rig.engine.on_snapshot(
+        AccountSnapshot(
+            tenant=tenant,
+            account=account,
+            ts_ns=rig.clock.now_ns(),
+            account_state=account_state(),
+            positions=[],
+            orders=[],
+            deals_from_ns=0,
+            deals=[],
+        )
+    )
+    rig.engine.books[(tenant, account)].feed = FEED
+
+
 async def make_rig(tmp_path: Path, *, mode: MarginMode = MarginMode.RETAIL_HEDGING) -> AsyncIterator[Rig]:
     clock = TestClock()
     db = Database(f"sqlite+aiosqlite:///{tmp_path / 'oltp.sqlite'}", clock=clock, migrate_on_start=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from engine_helpers import ACCOUNT, Rig, account_state, make_rig
+from engine_helpers import ACCOUNT, Rig, announce_account, make_rig
 from fastapi import FastAPI
 
 from aitrading.common.auth import TokenService, principal_dependency
@@ -17,7 +17,7 @@ from aitrading.engine.api import engine_router
 from aitrading.model.commands import TradeCommand
 from aitrading.model.enums import MarginMode
 from aitrading.model.ids import AccountId, TenantId
-from aitrading.model.wire import AccountSnapshot, AgentPresence
+from aitrading.model.wire import AgentPresence
 from aitrading.storage.oltp import ensure_tenant
 
 SECRET = "x" * 40
@@ -198,18 +198,7 @@ async def test_an_order_id_used_in_two_accounts_of_a_tenant_is_not_guessed(
     api: tuple[Rig, httpx.AsyncClient, TokenService],
 ) -> None:
     rig, client, tokens = api
-    await rig.engine.on_snapshot(
-        AccountSnapshot(
-            tenant=rig.tenant,
-            account=AccountId("2"),
-            ts_ns=rig.clock.now_ns(),
-            account_state=account_state(),
-            positions=[],
-            orders=[],
-            deals_from_ns=0,
-            deals=[],
-        )
-    )
+    await announce_account(rig, rig.tenant, AccountId("2"))
     trader = auth(tokens, rig.tenant, "portfolio_manager")
     for account in (ACCOUNT, "2"):
         body = {
@@ -233,19 +222,7 @@ async def test_two_tenants_may_use_the_same_client_order_id(
     async with rig.db.session() as s:
         other = TenantId(str((await ensure_tenant(s, f"t{uuid.uuid4().hex[:8]}", "Other")).id))
     account_b = AccountId("20002")
-    await rig.engine.on_snapshot(
-        AccountSnapshot(
-            tenant=other,
-            account=account_b,
-            ts_ns=rig.clock.now_ns(),
-            account_state=account_state(),
-            positions=[],
-            orders=[],
-            deals_from_ns=0,
-            deals=[],
-        )
-    )
-    rig.engine.books[(other, account_b)].feed = rig.engine.books[(rig.tenant, ACCOUNT)].feed
+    await announce_account(rig, other, account_b)
     mine = {
         "account": ACCOUNT,
         "symbol": "EURUSD",

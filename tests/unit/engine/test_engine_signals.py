@@ -8,11 +8,8 @@ from pathlib import Path
 
 from engine_helpers import Rig, make_rig
 
-from aitrading.backtest.engine import Backtest, BacktestConfig
 from aitrading.engine.signals import SIGNAL_EVENT, SignalAudit
-from aitrading.model.market import Bar
-from aitrading.model.values import price_raw
-from aitrading.strategies import LONG, Signal, load_strategy
+from aitrading.strategies import LONG, Signal
 
 
 def _signal(tenant: str, **kw: object) -> Signal:
@@ -54,33 +51,3 @@ async def test_a_signal_lands_in_its_tenants_chain_and_a_foreign_one_nowhere(tmp
         assert payload["model_versions"] == {"EURUSD-H1-lightgbm-h1": "3"}
         assert payload["features"] == {"rsi_14": 0.61}
         assert (await rig.audit.verify(rig.tenant)).ok
-
-
-async def test_in_a_backtest_each_order_follows_the_signal_that_caused_it() -> None:
-    closes = [1.1 + 0.001 * (((i // 6) % 2 and 6 - i % 6) or i % 6) for i in range(60)]
-    bars = []
-    for i, c in enumerate(closes):
-        p = price_raw(f"{c:.5f}")
-        bars.append(
-            Bar(
-                feed="BT",
-                symbol="EURUSD",
-                timeframe=16385,
-                time=1_700_000_000 + i * 3600,
-                open=p,
-                high=p,
-                low=p,
-                close=p,
-                tick_volume=1,
-            )
-        )
-    async with Backtest(
-        BacktestConfig(symbol="EURUSD"), [load_strategy("sma_cross", {"fast": "2", "slow": "3"})]
-    ) as bt:
-        await bt.run_bars(bars)
-        kinds = [r.kind for r in bt.audit.records(bt.tenant)]
-        assert bt.decision.counters["signals"] > 0
-        assert kinds.count(SIGNAL_EVENT) == bt.decision.counters["signals"]
-        first_order = kinds.index("order.submitted")
-        assert SIGNAL_EVENT in kinds[:first_order]  # the cause comes first in the chain
-        assert bt.audit.verify(bt.tenant).ok
