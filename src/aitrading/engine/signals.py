@@ -15,6 +15,7 @@ another tenant's chain) or when the engine keeps no account of that tenant.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import structlog
@@ -64,9 +65,12 @@ class SignalAudit:
         if not self._has_tenant(tenant):
             self.counters["unknown_tenant"] += 1
             return
+        payload = plain(msg)
+        # Canonical JSON has no NaN or infinity: an undefined feature value is written as null.
+        payload["features"] = {k: v if math.isfinite(v) else None for k, v in msg.features.items()}
         try:
-            await self._audit.append(tenant, f"decision:{msg.strategy}", SIGNAL_EVENT, plain(msg))
-        except BadInputError as exc:  # e.g. a NaN feature: canonical JSON has no NaN; say so, carry on
+            await self._audit.append(tenant, f"decision:{msg.strategy}", SIGNAL_EVENT, payload)
+        except BadInputError as exc:  # anything else canonical JSON refuses: say so, carry on
             self.counters["unencodable"] += 1
             _log.error("signal_not_audited", subject=subject, error=str(exc)[:300])
             return
