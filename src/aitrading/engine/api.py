@@ -24,7 +24,8 @@ from aitrading.common.auth import Principal, TokenService
 from aitrading.common.bus import Bus
 from aitrading.common.bus.codec import Message
 from aitrading.common.clock import Clock
-from aitrading.engine.engine import TradingEngine
+from aitrading.engine.books import AccountBook
+from aitrading.engine.engine import ClientOrderIdTaken, TradingEngine
 from aitrading.engine.limits import RiskLimits, RiskScope, RiskState
 from aitrading.engine.schemas import (
     AccountPublic,
@@ -43,7 +44,7 @@ from aitrading.engine.schemas import (
     position_public,
 )
 from aitrading.model.commands import OrderRequest
-from aitrading.model.enums import OrderFilling, OrderTime, OrderType, Side, TradeAction
+from aitrading.model.enums import DealEntry, DealType, OrderFilling, OrderTime, OrderType, Side, TradeAction
 from aitrading.model.ids import (
     AccountId,
     ClientOrderId,
@@ -52,7 +53,6 @@ from aitrading.model.ids import (
     order_event_pattern,
 )
 from aitrading.model.orders import Order
-from aitrading.model.positions import Position
 from aitrading.model.values import PRICE_SCALE, VOLUME_SCALE, volume_decimal
 
 __all__ = ["TRADING_ROLES", "engine_router"]
@@ -102,7 +102,10 @@ def engine_router(  # noqa: PLR0915  # one small closure per route
         return book
 
     async def submit(req: OrderRequest, principal: Principal) -> JSONResponse:
-        result = await engine.submit(req, f"user:{principal.subject}")
+        try:
+            result = await engine.submit(req, f"user:{principal.subject}")
+        except ClientOrderIdTaken as exc:
+            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
         body = SubmitPublic(
             accepted=not result.denied,
             retcode=result.retcode,
@@ -234,7 +237,7 @@ def engine_router(  # noqa: PLR0915  # one small closure per route
         book = book_of(principal, account)
         first = book.orders.get(ClientOrderId(body.client_order_id)) if body.client_order_id else None
         if first is not None:  # the same close again (its answer was lost): the engine answers the first
-            if not _closes(first, identifier, book.positions.get(identifier), book.hedging):
+            if not _closes(first, identifier, book):
                 raise HTTPException(
                     status.HTTP_409_CONFLICT,
                     f"client_order_id {first.client_order_id} is already used by another order "
@@ -254,13 +257,6 @@ def engine_router(  # noqa: PLR0915  # one small closure per route
         position = book.positions.get(identifier)
         if position is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no open position {identifier}")
-        working = [o for o in book.working_orders() if _closes(o, identifier, position, book.hedging)]
-        if working:  # MT5's TRADE_RETCODE_CLOSE_ORDER_EXIST: on netting a second close would reverse it
-            raise HTTPException(
-                UNPROCESSABLE,
-                f"close_order_exist (10039): order {working[0].client_order_id} is already closing "
-                f"position {identifier}",
-            )
         volume = _raw(body.volume, VOLUME_SCALE, "volume") or position.volume
         if volume > position.volume:  # on a netting account the rest would open the opposite position
             held = volume_decimal(position.volume)
@@ -277,7 +273,9 @@ def engine_router(  # noqa: PLR0915  # one small closure per route
             action=TradeAction.DEAL,
             type=OrderType.SELL if position.type is Side.BUY else OrderType.BUY,
             volume=volume,
-            position=position.ticket if book.hedging else 0,
+            # Named on netting accounts too: the terminal then refuses a close of a position already gone
+            # (instead of opening the opposite one), and the engine a second close while one works (10039).
+            position=position.ticket,
             deviation=body.deviation,
             magic=position.magic if body.magic is None else body.magic,
             comment=coid,
@@ -388,12 +386,24 @@ def engine_router(  # noqa: PLR0915  # one small closure per route
     return router
 
 
-def _closes(order: Order, identifier: int, position: Position | None, hedging: bool) -> bool:
-    """Whether `order` is a close of position `identifier` (a retried close names the same position)."""
-    if order.position_id and order.position_id in (identifier, position.ticket if position else identifier):
-        return True  # hedging: it names the position; netting: its fill was booked to it
-    if position is None or hedging or order.position_id:
+def _closes(order: Order, identifier: int, book: AccountBook) -> bool:
+    """Whether `order` is a market close of position `identifier` (a retried close names the same one).
+
+    A close is created naming the position (`position_id`) and trades against its side. The side is the
+    open position's, or, once it is gone, that of the deal that opened it: the order that opened or added
+    to the position carries its id too, but on the position's own side.
+    """
+    position = book.positions.get(identifier)
+    names = (identifier, position.ticket) if position is not None else (identifier,)
+    if order.position_id not in names or order.type not in (OrderType.BUY, OrderType.SELL):
         return False
-    # Netting, not filled yet: the close is the opposite deal on the position's symbol.
-    closing = OrderType.SELL if position.type is Side.BUY else OrderType.BUY
-    return order.symbol == position.symbol and order.type is closing
+    if position is not None:
+        side = position.type
+    else:
+        opening = next(
+            (d for d in book.deals.values() if d.position_id == identifier and d.entry is DealEntry.IN), None
+        )
+        if opening is None:
+            return False
+        side = Side.BUY if opening.type is DealType.BUY else Side.SELL
+    return order.type is (OrderType.SELL if side is Side.BUY else OrderType.BUY)

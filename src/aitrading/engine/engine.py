@@ -26,6 +26,7 @@ import msgspec
 import structlog
 
 from aitrading.common.bus.codec import Message
+from aitrading.common.errors import BadInputError
 from aitrading.engine.books import AccountBook
 from aitrading.engine.core import MarketOpenFn, SubmitResult, plain
 from aitrading.engine.execution import Execution
@@ -40,7 +41,12 @@ from aitrading.model.orders import Order, OrderStateError, transition
 from aitrading.model.positions import Position
 from aitrading.model.wire import AccountSnapshot, AgentPresence, OrderReport, SymbolSpecs
 
-__all__ = ["MarketOpenFn", "SubmitResult", "TradingEngine"]
+__all__ = ["ClientOrderIdTaken", "MarketOpenFn", "SubmitResult", "TradingEngine"]
+
+
+class ClientOrderIdTaken(BadInputError):
+    """The client order id names an order of another account of the tenant (ids are the tenant's)."""
+
 
 _log = structlog.get_logger("engine")
 
@@ -142,10 +148,23 @@ class TradingEngine(Execution):
         if existing is not None:  # the same request again (a client retry): answer what happened
             result = SubmitResult(existing, existing.retcode or int(Retcode.DONE), existing.reason)
             return result, self._writer.pending(req.client_order_id)
+        for other in self.accounts_of(req.tenant):  # an order's row is the tenant's by its id
+            if other is not book and req.client_order_id in other.orders:
+                raise ClientOrderIdTaken(
+                    f"client_order_id {req.client_order_id} is already used in account {other.account}"
+                )
         now = self._clock.now_ns()
         problems = request_problems(req)
         order = self._new_order(req, problems)
         verdict = self._precheck(req, book, now, problems)
+        if verdict is None and req.action is TradeAction.DEAL and req.position:
+            closing = self._closing_order(book, req)
+            if closing is not None:  # under the lock: two closes at once cannot both pass
+                verdict = (
+                    int(Retcode.CLOSE_ORDER_EXIST),
+                    "close_order_exist",
+                    f"order {closing.client_order_id} is already closing position {req.position}",
+                )
         if verdict is None:
             denial = self.risk.check(req, book, self.last_tick(book.feed, req.symbol), self.notional(book))
             if denial is not None:
@@ -179,6 +198,14 @@ class TradingEngine(Execution):
         if book is not None and book.orders.get(order.client_order_id) is order:
             book.drop_order(order.client_order_id)
         self._requests.pop((order.tenant, order.account, order.client_order_id), None)
+
+    def _closing_order(self, book: AccountBook, req: OrderRequest) -> Order | None:
+        """A working order of `book` whose request closes the position `req` closes (MT5's 10039)."""
+        for order in book.working_orders():
+            other = self._requests.get((book.tenant, book.account, order.client_order_id))
+            if other is not None and other.action is TradeAction.DEAL and other.position == req.position:
+                return order
+        return None
 
     def _new_order(self, req: OrderRequest, problems: tuple[str, ...]) -> Order:
         if req.opens_order and not problems:

@@ -58,6 +58,7 @@ class Retcode(enum.IntEnum):
     NO_MONEY = 10019
     PRICE_OFF = 10021
     INVALID_EXPIRATION = 10022
+    CLOSE_ORDER_EXIST = 10039
 
 
 class CheckResult(msgspec.Struct, frozen=True, kw_only=True):
