@@ -203,8 +203,17 @@ def names_a(a: TenantA, path: str) -> bool:
 
 
 def leaked(a: TenantA, request: str, answer: str) -> set[str]:
-    """A's identifiers in the answer that the request did not carry itself (an echo is not a leak)."""
-    return {m for m in a.markers if m in answer and m not in request}
+    """A's identifiers in the answer that the request did not carry itself (an echo is not a leak).
+
+    An identifier counts where it stands as a whole token, not inside a longer one: account 70001 is in
+    `"account":"70001"`, not in a process start time of 1763770001.3 in `/metrics` (which made this test
+    fail now and then).
+    """
+    return {m for m in a.markers if _token_in(m, answer) and m not in request}
+
+
+def _token_in(marker: str, text: str) -> bool:
+    return re.search(rf"(?<![0-9A-Za-z_.]){re.escape(marker)}(?![0-9A-Za-z_]|\.\d)", text) is not None
 
 
 async def test_tenant_b_reaches_nothing_of_tenant_a_on_any_route(p: Platform) -> None:
@@ -246,3 +255,11 @@ async def test_tenant_b_reaches_nothing_of_tenant_a_on_any_route(p: Platform) ->
     assert not problems, "\n".join(problems)
     assert len(tried) >= 2 * len(ops)
     assert await state_of_a(p, a) == before
+
+
+def test_a_marker_counts_as_a_whole_token_only() -> None:
+    assert _token_in("70001", '{"account":"70001","x":1}')
+    assert _token_in("70001", "/api/v1/accounts/70001/positions")
+    assert not _token_in("70001", "process_start_time_seconds 1.763770001e+09")
+    assert not _token_in("70001", "aitrading_x_total 170001.0")
+    assert not _token_in("70001", "process_resident_memory_bytes 70001.5")
