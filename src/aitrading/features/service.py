@@ -96,6 +96,9 @@ class _Series:
     (history failed; asked again after `warmup_retry_s` until the engine produces)."""
     replayed: int = 0
     next_try_ns: int = 0
+    gapped: bool = False
+    """A catch-up failed after the engine was warmed: it has run on across missing bars, so the next fresh
+    replay replaces it however many bars it has seen."""
 
 
 class FeaturePipeline:
@@ -235,6 +238,7 @@ class FeaturePipeline:
             # A failed catch-up keeps the engine warmed at start, but the bars it missed are a gap: `cold`
             # makes the next try (after `warmup_retry_s`) replay afresh, which replaces that engine.
             warmed = series.state == "history"
+            series.gapped = series.gapped or (catch_up and warmed)
             series.state = "cold"
             series.next_try_ns = now + int(self._config.warmup_retry_s * NS_PER_S)
             self._failed(f"{feed}/{symbol}/{tf.name}: {exc}", exc)
@@ -254,10 +258,10 @@ class FeaturePipeline:
             return None, None
         row, last = await _replay(engine, bars)
         if engine is not series.engine:
-            if engine.count < series.engine.count:  # no more stored bars than it has seen live
+            if engine.count < series.engine.count and not series.gapped:  # fewer than it has seen live
                 row, last = None, None
             else:
-                series.engine = engine
+                series.engine, series.gapped = engine, False
         series.replayed += len(bars)
         series.state = "history" if series.engine.count else "live"
         if series.state == "live":

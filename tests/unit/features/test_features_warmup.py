@@ -30,6 +30,7 @@ from aitrading.dbservice.service import DatabaseService
 from aitrading.features.history import BarHistory, HttpBarHistory, StoreBarHistory, recent_bars
 from aitrading.features.messages import FeatureVector, feature_cache_key, feature_pattern
 from aitrading.features.service import FeaturePipeline, FeaturesService
+from aitrading.features.vectors import FEATURE_NAMES, FeatureEngine
 from aitrading.kernel import Kernel
 from aitrading.ml.data import load_bars_csv
 from aitrading.model.ids import bar_subject
@@ -520,7 +521,8 @@ class _FlakyHistory(_GatedHistory):
         return await super().bars(feed, symbol, tf, from_s, to_s)
 
 
-async def test_a_failed_catch_up_is_healed_by_a_fresh_replay_once_history_is_back() -> None:
+@pytest.mark.parametrize("warmup_bars", [500, 60])  # more, and fewer, than the store holds
+async def test_a_failed_catch_up_is_healed_by_a_fresh_replay_once_history_is_back(warmup_bars: int) -> None:
     bars = _walk(220)
     reference = {v.time: v for v in await _uninterrupted(bars)}
     clock = TestClock(start_ns=bars[200].time * NS_PER_S)  # started as bar 199 closed
@@ -529,7 +531,7 @@ async def test_a_failed_catch_up_is_healed_by_a_fresh_replay_once_history_is_bac
     sink = _Sink()
     await bus.subscribe(feature_pattern(), sink)
     history = _FlakyHistory(bars[:200])
-    config = FeaturesConfig(warmup_timeframes=("M5",), warmup_bars=500, warmup_retry_s=60)
+    config = FeaturesConfig(warmup_timeframes=("M5",), warmup_bars=warmup_bars, warmup_retry_s=60)
     pipeline = FeaturePipeline(bus, None, clock, config, history)
     await pipeline.start()
     await pipeline.wait_warm()
@@ -548,7 +550,16 @@ async def test_a_failed_catch_up_is_healed_by_a_fresh_replay_once_history_is_bac
         await bus.publish(subject, bar)
     healed = [v for v in sink.got if v.time >= bars[207].time]
     assert [v.time for v in healed] == [b.time for b in bars[207:]]
-    assert healed == [reference[b.time] for b in bars[207:]]
+    if warmup_bars >= 220:  # the replay covers every bar the uninterrupted service saw: bit for bit
+        assert healed == [reference[b.time] for b in bars[207:]]
+    else:  # the engine was replaced by a fresh replay of the last `warmup_bars`, not kept with its gap
+        fresh = FeatureEngine(int(Timeframe.M5))
+        for bar in bars[207 - warmup_bars : 207]:
+            fresh.update(bar)
+        rows = [fresh.update(bar) for bar in bars[207:]]
+        assert [dict(zip(FEATURE_NAMES, r, strict=True)) for r in rows if r is not None] == [
+            v.values for v in healed
+        ]
     assert pipeline.status()["series"] == {"history": 1}
     await pipeline.stop()
     await bus.close()
