@@ -244,7 +244,8 @@ class EngineCore:
         updated = transition(order, event)
         book.put_order(updated)
         key = (book.tenant, book.account, order.client_order_id)
-        await self._store.save_order(updated, self._requests.get(key))
+        if updated is not order:  # a redelivered event changes nothing (and must not drop a stored request)
+            await self._store.save_order(updated, self._requests.get(key))
         if updated.state.is_terminal:  # nothing will be sent again: only working orders keep theirs
             self._requests.pop(key, None)
         await self._audit.append(

@@ -3,9 +3,11 @@
 The decision engine publishes each change of direction as a `Signal` on `sig.<tenant>.<strategy>`, with
 the weighted contributions of its strategies, the model versions and the feature values behind it, and
 then submits the orders. `SignalAudit` appends each signal to its tenant's hash-chained audit as a
-`decision.signal` event (actor `decision:<strategy>`), so that the chain reads: the signal, then the
-`order.submitted` events of the same strategy that followed it. Signals arrive before their orders (the
-decision engine publishes first), so the order in the chain is the order of cause and effect.
+`decision.signal` event (actor `decision:<strategy>`): the orders it caused carry the same strategy and
+follow it in time (`ts_ns`). The decision engine publishes a signal before it submits its orders, and with
+the in-memory audit of a backtest the signal's event stands before theirs in the chain; with the
+database audit (a slow append) or NATS nothing orders the two deliveries, so read them by strategy and
+time, not by position in the chain.
 
 It runs beside the trading engine, which holds the audit log, in every mode: the service in process or
 split (the signals come over the bus), and the backtester (its in-memory audit). A signal is refused,
@@ -66,8 +68,13 @@ class SignalAudit:
             self.counters["unknown_tenant"] += 1
             return
         payload = plain(msg)
-        # Canonical JSON has no NaN or infinity: an undefined feature value is written as null.
-        payload["features"] = {k: v if math.isfinite(v) else None for k, v in msg.features.items()}
+        # Canonical JSON has no NaN or infinity: an undefined value is written as null.
+        payload["features"] = {k: _finite(v) for k, v in msg.features.items()}
+        payload["score"] = _finite(msg.score)
+        payload["contributions"] = {
+            k: [target, _finite(confidence), _finite(weight)]
+            for k, (target, confidence, weight) in msg.contributions.items()
+        }
         try:
             await self._audit.append(tenant, f"decision:{msg.strategy}", SIGNAL_EVENT, payload)
         except BadInputError as exc:  # anything else canonical JSON refuses: say so, carry on
@@ -75,3 +82,7 @@ class SignalAudit:
             _log.error("signal_not_audited", subject=subject, error=str(exc)[:300])
             return
         self.counters["audited"] += 1
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None

@@ -44,10 +44,11 @@ async def test_a_signal_lands_in_its_tenants_chain_and_a_foreign_one_nowhere(tmp
         await rig.bus.publish(f"sig.{rig.tenant}.trend", _signal(rig.tenant, features={"x": float("nan")}))
         await rig.bus.publish(f"sig.{rig.tenant}.trend", _signal(rig.tenant, score=float("inf")))
         await audit.stop()
-        assert audit.counters == {"audited": 2, "foreign": 1, "unknown_tenant": 1, "unencodable": 1}
+        assert audit.counters == {"audited": 3, "foreign": 1, "unknown_tenant": 1, "unencodable": 0}
         events = [r for r in await rig.audit.records(rig.tenant) if r.kind == SIGNAL_EVENT]
-        assert len(events) == 2
+        assert len(events) == 3
         assert events[1].payload_dict()["features"] == {"x": None}  # undefined, written as null
+        assert events[2].payload_dict()["score"] is None
         assert events[0].actor == "decision:trend"
         payload = events[0].payload_dict()
         assert payload["model_versions"] == {"EURUSD-H1-lightgbm-h1": "3"}
