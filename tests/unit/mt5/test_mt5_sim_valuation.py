@@ -23,6 +23,17 @@ from aitrading.mt5.specs import DEFAULT_SPECS
 prices = st.integers(min_value=PRICE_SCALE // 10, max_value=300 * PRICE_SCALE)
 
 
+def _usd_hedging_ledger() -> Ledger:
+    """A fresh ledger of the default simulated account: USD, hedging."""
+    account = SimAccount()
+    return Ledger(
+        DEFAULT_SPECS,
+        account,
+        ExecutionSettings(),
+        Book(login=account.login, currency="USD", hedging=True, balance=account.balance),
+    )
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     symbol=st.sampled_from(["EURUSD", "USDJPY", "XAUUSD", "GBPJPY"]),
@@ -36,13 +47,7 @@ prices = st.integers(min_value=PRICE_SCALE // 10, max_value=300 * PRICE_SCALE)
 def test_marking_a_position_equals_the_exact_profit_formula(
     symbol: str, side: Side, volume: int, open_price: int, extra_cost: int, price: int, usdjpy: int
 ) -> None:
-    account = SimAccount()
-    ledger = Ledger(
-        DEFAULT_SPECS,
-        account,
-        ExecutionSettings(),
-        Book(login=account.login, currency="USD", hedging=True, balance=account.balance),
-    )
+    ledger = _usd_hedging_ledger()
     ledger.quotes.ticks["USDJPY"] = Tick(
         feed="SIM", symbol="USDJPY", time_msc=1, bid=usdjpy, ask=usdjpy + 10_000
     )
@@ -74,20 +79,20 @@ def test_marking_a_position_equals_the_exact_profit_formula(
 def test_margin_equals_margin_exact_at_every_quote_of_the_converting_symbol(
     symbol: str, side: Side, volume: int, steps: list[tuple[int, int, int]]
 ) -> None:
-    account = SimAccount()
-    ledger = Ledger(
-        DEFAULT_SPECS,
-        account,
-        ExecutionSettings(),
-        Book(login=account.login, currency="USD", hedging=True, balance=account.balance),
-    )
+    ledger = _usd_hedging_ledger()
     spec = DEFAULT_SPECS[symbol]
     for price, bid, spread in steps:  # again at new prices and quotes: the memo must not go stale
         for converting in ("EURUSD", "GBPUSD", "USDJPY", "XAUUSD"):
             tick = Tick(feed="SIM", symbol=converting, time_msc=1, bid=bid, ask=bid + spread)
             ledger.quotes.ticks[converting] = tick
         want = margin_exact(
-            spec, side, volume, price, leverage=account.leverage, account_currency="USD", rates=ledger.quotes
+            spec,
+            side,
+            volume,
+            price,
+            leverage=ledger.account.leverage,
+            account_currency="USD",
+            rates=ledger.quotes,
         )
         assert Fraction(*ledger._symbol_margin(spec, side, volume, price)) == want
 
@@ -118,13 +123,7 @@ def _fraction_profit(
 def test_profit_fn_equals_the_exact_fraction_formula_to_the_last_cent(
     symbol: str, side: Side, volume: int, cost: int, close: int, bid: int, spread: int
 ) -> None:
-    account = SimAccount()
-    ledger = Ledger(
-        DEFAULT_SPECS,
-        account,
-        ExecutionSettings(),
-        Book(login=account.login, currency="USD", hedging=True, balance=account.balance),
-    )
+    ledger = _usd_hedging_ledger()
     for converting in ("USDJPY", "GBPUSD", "EURUSD"):
         ledger.quotes.ticks[converting] = Tick(
             feed="SIM", symbol=converting, time_msc=1, bid=bid, ask=bid + spread
