@@ -7,12 +7,11 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from engine_helpers import ACCOUNT, FEED, Rig, account_state, make_rig
+from engine_helpers import ACCOUNT, FEED, Rig, announce_account, make_rig
 
 from aitrading.model.ids import AccountId
 from aitrading.model.market import Tick
 from aitrading.model.values import price_raw, volume_raw
-from aitrading.model.wire import AccountSnapshot
 
 OTHER = AccountId("20002")
 
@@ -30,18 +29,7 @@ def _tick(rig: Rig, feed: str, bid: str, ask: str) -> Tick:
 
 
 async def test_a_tick_values_only_the_accounts_on_its_feed(rig: Rig) -> None:
-    await rig.engine.on_snapshot(
-        AccountSnapshot(
-            tenant=rig.tenant,
-            account=OTHER,
-            ts_ns=rig.clock.now_ns(),
-            account_state=account_state(),
-            positions=[],
-            orders=[],
-            deals_from_ns=0,
-            deals=[],
-        )
-    )
+    await announce_account(rig, rig.tenant, OTHER)
     other = rig.engine.book(rig.tenant, OTHER)
     mine = rig.engine.book(rig.tenant, ACCOUNT)
     assert other is not None

@@ -8,13 +8,12 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from engine_helpers import ACCOUNT, Rig, account_state, make_rig
+from engine_helpers import ACCOUNT, Rig, announce_account, make_rig
 
 from aitrading.common.bus.codec import Message
 from aitrading.model.ids import AccountId
 from aitrading.model.values import volume_raw
 from aitrading.model.wire import (
-    AccountSnapshot,
     AgentPresence,
     SpecsRequest,
     SymbolSpecs,
@@ -57,18 +56,7 @@ async def test_an_account_without_specs_is_asked_for_them_when_its_agent_comes_o
 
 
 async def test_orders_are_checked_with_the_specs_their_terminal_reported(rig: Rig) -> None:
-    await rig.engine.on_snapshot(
-        AccountSnapshot(
-            tenant=rig.tenant,
-            account=OTHER,
-            ts_ns=rig.clock.now_ns(),
-            account_state=account_state(),
-            positions=[],
-            orders=[],
-            deals_from_ns=0,
-            deals=[],
-        )
-    )
+    await announce_account(rig, rig.tenant, OTHER)
     other = rig.engine.book(rig.tenant, OTHER)
     assert other is not None
     other.feed = "SIM"
