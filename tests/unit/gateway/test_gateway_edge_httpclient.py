@@ -246,14 +246,16 @@ async def test_a_chunked_answer_is_decoded_and_a_head_answer_has_no_body() -> No
     assert (head.data, head.ended) == (b"", True)
 
 
-async def test_a_body_without_length_ends_with_the_connection_and_is_passed_on_whole() -> None:
-    async def until_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _answered_then_closed(raw: bytes) -> _Sink:
+    """Call a server that writes `raw` as its whole answer and closes; return what reached the sink."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _read_head(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nall of it")
+        writer.write(raw)
         await writer.drain()
         writer.close()
 
-    server, url = await _raw_server(until_close)
+    server, url = await _raw_server(answer)
     transport = HttpTransport(url)
     try:
         sink = _Sink()
@@ -261,24 +263,16 @@ async def test_a_body_without_length_ends_with_the_connection_and_is_passed_on_w
     finally:
         await transport.close()
         server.close()
+    return sink
+
+
+async def test_a_body_without_length_ends_with_the_connection_and_is_passed_on_whole() -> None:
+    sink = await _answered_then_closed(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nall of it")
     assert (sink.data, sink.ended) == (b"all of it", True)
 
 
 async def test_an_answer_cut_short_is_not_completed() -> None:
-    async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _read_head(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly this")
-        await writer.drain()
-        writer.close()
-
-    server, url = await _raw_server(cut)
-    transport = HttpTransport(url)
-    try:
-        sink = _Sink()
-        assert await transport.call(_request(), 1.0, sink) == 200
-    finally:
-        await transport.close()
-        server.close()
+    sink = await _answered_then_closed(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly this")
     assert sink.data == b"only this"
     assert not sink.ended  # the client sees a broken answer, not a short one passed off as whole
 
