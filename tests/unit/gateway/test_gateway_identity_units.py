@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 
 import pyotp
 import pytest
@@ -133,8 +134,11 @@ def test_secret_box_round_trips_and_binds_the_ciphertext_to_its_context() -> Non
     assert box.decrypt(stored, "mfa:user-1") == "JBSWY3DPEHPK3PXP"
     with pytest.raises(ValueError, match="another row"):
         box.decrypt(stored, "mfa:user-2")
+    # Flip one bit of the sealed bytes (editing the last base64 character could touch only its unused bits).
+    raw = bytearray(base64.urlsafe_b64decode(stored.split(".", 1)[1]))
+    raw[-1] ^= 0x01
     with pytest.raises(ValueError, match="tampered"):
-        box.decrypt(stored[:-2] + ("A" if stored[-2] != "A" else "B") + stored[-1], "mfa:user-1")
+        box.decrypt("v1." + base64.urlsafe_b64encode(bytes(raw)).decode(), "mfa:user-1")
     with pytest.raises(ValueError, match="tampered"):
         SecretBox("j" * 40, "mfa").decrypt(stored, "mfa:user-1")
 
