@@ -12,9 +12,11 @@ from fractions import Fraction
 from aitrading.model.values import PRICE_DECIMALS, PRICE_SCALE, VOLUME_DECIMALS, VOLUME_SCALE
 
 __all__ = [
+    "EXACT_UNITS",
     "NOTIONAL_DECIMALS",
     "NOTIONAL_SCALE",
     "decimal_from_scaled",
+    "div_half_away",
     "div_half_even",
     "fraction_to_decimal",
     "fraction_to_money",
@@ -22,6 +24,7 @@ __all__ = [
     "notional_from_decimal",
     "notional_raw",
     "scaled_from_decimal",
+    "units_of",
 ]
 
 NOTIONAL_DECIMALS = PRICE_DECIMALS + VOLUME_DECIMALS
@@ -50,6 +53,32 @@ def scaled_from_decimal(value: Decimal, decimals: int) -> int:
     if rest:
         raise ValueError(f"{value} has more than {decimals} decimals")
     return n
+
+
+EXACT_UNITS = 10**25
+"""Whole amounts below it (in units of 10^-digits) sum exactly in `Decimal`'s default 28-digit context, so
+integer sums of them equal the `Decimal` sums: the valuations on integers take the `Decimal` path above it."""
+
+
+def div_half_away(n: int, d: int) -> int:
+    """Return n / d rounded to the nearest int, ties away from zero (d > 0), as money is rounded: the
+    remainder is compared with the divisor, so an unreduced ratio rounds as its reduced form."""
+    if n < 0:
+        q, r = divmod(-n, d)
+        return -q - 1 if 2 * r >= d else -q
+    q, r = divmod(n, d)
+    return q + 1 if 2 * r >= d else q
+
+
+def units_of(value: Decimal, scale: int) -> int | None:
+    """Return `value` × `scale` when that is a whole number below `EXACT_UNITS` in size, else None."""
+    if not value.is_finite():
+        return None
+    if not value:  # a new position's profit and swap
+        return 0
+    num, den = value.as_integer_ratio()
+    whole, rest = divmod(num * scale, den)
+    return None if rest or abs(whole) >= EXACT_UNITS else whole
 
 
 def div_half_even(n: int, d: int) -> int:

@@ -13,13 +13,14 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import msgspec
 
-from aitrading.model._exact import decimal_from_scaled
+from aitrading.model._exact import decimal_from_scaled, div_half_away
 from aitrading.model.enums import MarginMode
 from aitrading.model.positions import Position
 
-__all__ = ["AccountState", "MarginMode", "floating_of"]
+__all__ = ["AccountState", "FloatingResults", "MarginMode", "floating_of", "money_decimal"]
 
 MARGIN_LEVEL_DIGITS = 2
+_LEVEL_SCALE = 100 * 10**MARGIN_LEVEL_DIGITS
 _QUANTA: dict[int, Decimal] = {}
 """10^-digits per currency digits: the quantum `values.money` quantizes to."""
 _BUILT: dict[int, AccountState] = {}
@@ -27,6 +28,31 @@ _BUILT: dict[int, AccountState] = {}
 their money is quantized, so `updated` can change the floating result alone. A state decoded from a
 message is not listed and takes the full path."""
 _BUILT_MAX = 64
+_SAFE_UNITS = 10**25
+"""Below it, sums of a few such amounts keep every digit in `Decimal`'s 28-digit context (no rounding)."""
+_LEVELS: dict[int, Decimal] = {}
+"""Margin levels by their value in hundredths: the same levels come back as the quotes move to and fro."""
+_LEVELS_MAX = 4096
+_MONEY: dict[int, dict[int, Decimal]] = {}
+"""`money_decimal`'s amounts by digits, then by units."""
+_MONEY_MAX = 4096
+
+
+def money_decimal(units: int, digits: int) -> Decimal:
+    """Return `Decimal(units).scaleb(-digits)` (exact for |units| < 10^25 and digits ≥ 0), remembered.
+
+    Floating profits and results come back as the quotes move to and fro: a lookup costs less than a new
+    `Decimal`, and `Decimal`s are immutable, so sharing one is safe.
+    """
+    known = _MONEY.get(digits)
+    if known is None:
+        known = _MONEY[digits] = {}
+    value = known.get(units)
+    if value is None:
+        if len(known) >= _MONEY_MAX:
+            known.clear()
+        value = known[units] = Decimal(units).scaleb(-digits)
+    return value
 
 
 def floating_of(positions: Iterable[Position]) -> Decimal:
@@ -45,10 +71,24 @@ def _margin_level(equity: Decimal, margin: Decimal) -> Decimal:
     margin_num, margin_den = margin.as_integer_ratio()
     num = equity_num * margin_den * 100 * 10**MARGIN_LEVEL_DIGITS
     den = equity_den * margin_num
-    q, r = divmod(abs(num), den)
-    if 2 * r >= den:
-        q += 1
-    return decimal_from_scaled(-q if num < 0 else q, MARGIN_LEVEL_DIGITS)
+    return decimal_from_scaled(div_half_away(num, den), MARGIN_LEVEL_DIGITS)
+
+
+def _level_of(equity_units: int, margin_units: int) -> Decimal:
+    """Return `_margin_level` of equity and margin (> 0) given in the same units (their ratio is the same)."""
+    q = div_half_away(equity_units * _LEVEL_SCALE, margin_units)
+    level = _LEVELS.get(q)
+    if level is None:
+        if len(_LEVELS) >= _LEVELS_MAX:
+            _LEVELS.clear()
+        level = _LEVELS[q] = decimal_from_scaled(q, MARGIN_LEVEL_DIGITS)
+    return level
+
+
+def _remember(state: AccountState) -> None:
+    if len(_BUILT) >= _BUILT_MAX:
+        _BUILT.clear()
+    _BUILT[id(state)] = state
 
 
 class AccountState(msgspec.Struct, frozen=True, kw_only=True):
@@ -111,9 +151,7 @@ class AccountState(msgspec.Struct, frozen=True, kw_only=True):
             margin_free=equity - margin_q,
             margin_level=level,
         )
-        if len(_BUILT) >= _BUILT_MAX:
-            _BUILT.clear()
-        _BUILT[id(state)] = state
+        _remember(state)
         return state
 
     def updated(
@@ -155,9 +193,7 @@ class AccountState(msgspec.Struct, frozen=True, kw_only=True):
                 margin_free=equity - margin_q,
                 margin_level=None if margin_q == 0 else _margin_level(equity, margin_q),
             )
-            if len(_BUILT) >= _BUILT_MAX:
-                _BUILT.clear()
-            _BUILT[id(state)] = state
+            _remember(state)
             return state
         return AccountState.of(
             login=self.login,
@@ -172,6 +208,15 @@ class AccountState(msgspec.Struct, frozen=True, kw_only=True):
             margin=self.margin if margin is None else margin,
         )
 
+    def floating_units(self, units: int) -> AccountState | None:
+        """Return `updated(floating=f)` for any `f` worth units × 10^-digits (but a negative zero), computed
+        on integers; None when it needs `updated` (see `FloatingResults`, which the engine keeps per book)."""
+        results = FloatingResults.start(self)
+        state = None if results is None else results.next(units)
+        if state is not None:
+            _remember(state)
+        return state
+
     @property
     def hedging(self) -> bool:
         """True for a hedging account (each deal IN opens its own position)."""
@@ -180,3 +225,56 @@ class AccountState(msgspec.Struct, frozen=True, kw_only=True):
     def is_consistent(self) -> bool:
         """Tell whether the derived fields agree with the inputs (e.g. after decoding from elsewhere)."""
         return self == self.updated()
+
+
+class FloatingResults:
+    """One account's successive states while only its floating result moves: `AccountState.updated` of the
+    floating result, on integers, with the state's money worked out once.
+
+    The engine marks its books on every quote and knows the floating result as an integer by then. This
+    starts only from states `of` or `updated` built (their money is quantized) and takes amounts small
+    enough that `Decimal` arithmetic is exact; equity and margin level then follow from the same integers
+    as `updated` derives them from the `Decimal`s, so each state is the same, field for field. `state` is
+    the last one built (not listed for `updated`'s shortcut: `updated` of it takes `of`, to the same result).
+    """
+
+    __slots__ = ("_balance_credit", "_base", "_margin_units", "state")
+
+    def __init__(self, state: AccountState, balance_credit: Decimal, base: int, margin_units: int) -> None:
+        self.state = state
+        self._balance_credit, self._base, self._margin_units = balance_credit, base, margin_units
+
+    @classmethod
+    def start(cls, state: AccountState) -> FloatingResults | None:
+        """Return the results that go on from `state`; None unless `of` or `updated` built it."""
+        digits = state.digits
+        if _BUILT.get(id(state)) is not state or type(state) is not AccountState or digits < 0:
+            return None
+        scale = 10**digits
+        balance_credit = state.balance + state.credit  # as `updated` adds them: first, then the floating
+        base_num, base_den = balance_credit.as_integer_ratio()
+        margin_num, margin_den = state.margin.as_integer_ratio()
+        if (base_num * scale) % base_den or (margin_num * scale) % margin_den:
+            return None  # not on the currency's grid (never after `of`): take the general path
+        base, margin_units = base_num * scale // base_den, margin_num * scale // margin_den
+        if abs(base) >= _SAFE_UNITS or margin_units >= _SAFE_UNITS:
+            return None
+        return cls(state, balance_credit, base, margin_units)
+
+    def next(self, units: int) -> AccountState | None:
+        """Return `state.updated(floating=f)`, `f` worth units × 10^-digits (but a negative zero), and make
+        it `state`; None (and `state` unchanged) when the amount is too large to be exact."""
+        if abs(units) >= _SAFE_UNITS:
+            return None
+        state = self.state
+        floating_q = money_decimal(units, state.digits)  # what quantizing the exact sum to `digits` gives
+        equity = self._balance_credit + floating_q
+        margin_units = self._margin_units
+        self.state = state = msgspec.structs.replace(
+            state,
+            profit=floating_q,
+            equity=equity,
+            margin_free=equity - state.margin,
+            margin_level=None if margin_units == 0 else _level_of(self._base + units, margin_units),
+        )
+        return state

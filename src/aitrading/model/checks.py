@@ -19,7 +19,9 @@ comment. Checks run in the order the server reports them, first failure wins:
    StopLevel, Ask−TP ≥ StopLevel); pending orders from their open price (the stop-limit's limit price).
    The boundary itself is allowed, and a zero distance never is (a stop at the market would fire at once).
 8. NO_MONEY (10019): free margin below the margin the order needs (market orders at ask/bid, pending
-   orders at their open price), computed by `model.calc.margin`.
+   orders at their open price), computed by `model.calc.margin` (ERROR 10011 when it cannot be). With
+   `money=False` this step is the caller's (the simulated broker checks the whole account's margin): the
+   margin is not worked out and the result's margin is 0.
 9. DONE (10009).
 
 SLTP, MODIFY, REMOVE and CLOSE_BY need the position or order they act on (freeze level, current stops);
@@ -97,10 +99,12 @@ def check_request(
     now_ms: int,
     market_open: bool,
     rates: Rates | None = None,
+    money: bool = True,
 ) -> CheckResult:
     """Return MT5's verdict on `request` for `spec` at `tick` against `account` (see the module docstring).
 
     `rates` converts margin to the account currency; without it only the request's own symbol is known.
+    `money=False` leaves step 8 (margin and NO_MONEY) to the caller.
     """
     problems = request_problems(request)
     if problems:
@@ -117,12 +121,18 @@ def check_request(
             comment=f"TRADE_ACTION_{request.action.name}: structural and session checks only",
         )
     return _check_new_order(
-        request, spec, tick, account, now_ms, rates if rates is not None else _TickRates(tick)
+        request, spec, tick, account, now_ms, rates if rates is not None else _TickRates(tick), money
     )
 
 
 def _check_new_order(
-    request: OrderRequest, spec: SymbolSpec, tick: Tick, account: AccountState, now_ms: int, rates: Rates
+    request: OrderRequest,
+    spec: SymbolSpec,
+    tick: Tick,
+    account: AccountState,
+    now_ms: int,
+    rates: Rates,
+    money: bool,
 ) -> CheckResult:
     if (
         request.action is TradeAction.PENDING
@@ -147,6 +157,8 @@ def _check_new_order(
     failure = _stops_failure(request, spec, tick, side, open_price)
     if failure is not None:
         return failure
+    if not money:
+        return CheckResult(retcode=Retcode.DONE, comment="Done")
     try:
         required = margin(
             spec,
@@ -174,9 +186,10 @@ def _on_grid(raw: int, spec: SymbolSpec) -> bool:
 
 
 def _price_failure(request: OrderRequest, spec: SymbolSpec, tick: Tick) -> CheckResult | None:
-    for name, raw in (("price", request.price), ("stoplimit", request.stoplimit)):
-        if raw and not _on_grid(raw, spec):
-            return _fail(Retcode.INVALID_PRICE, f"{name} has more than {spec.digits} digits")
+    if request.price or request.stoplimit:  # else nothing to check (a market order without a price)
+        for name, raw in (("price", request.price), ("stoplimit", request.stoplimit)):
+            if raw and not _on_grid(raw, spec):
+                return _fail(Retcode.INVALID_PRICE, f"{name} has more than {spec.digits} digits")
     if request.action is not TradeAction.PENDING:
         return None
     level = spec.stops_level * spec.point_raw
@@ -209,6 +222,8 @@ def _price_failure(request: OrderRequest, spec: SymbolSpec, tick: Tick) -> Check
 def _stops_failure(
     request: OrderRequest, spec: SymbolSpec, tick: Tick, side: Side, open_price: int
 ) -> CheckResult | None:
+    if not request.sl and not request.tp:  # no stops: nothing below can fail
+        return None
     for name, raw in (("sl", request.sl), ("tp", request.tp)):
         if raw and not _on_grid(raw, spec):
             return _fail(Retcode.INVALID_STOPS, f"{name} has more than {spec.digits} digits")

@@ -193,6 +193,29 @@ def transition(order: Order, event: OrderEvent) -> Order:
             f"{type(event).__name__} for {event.tenant}/{event.account}/{event.client_order_id} "
             f"applied to order {order.tenant}/{order.account}/{order.client_order_id}"
         )
+    # Every order is submitted and accepted: what `_steps` comes to for those, `_redelivered` finding nothing.
+    state = order.state
+    if (
+        type(event) is OrderAccepted
+        and isinstance(event, OrderAccepted)  # (for the type checker)
+        and state is _S.REQUEST_ADD
+        and not (order.ticket and event.ticket == order.ticket)
+    ):
+        return msgspec.structs.replace(
+            order, state=_S.PLACED, time_update_ns=event.ts_ns, ticket=event.ticket, retcode=event.retcode
+        )
+    if (
+        type(event) is OrderSubmitted
+        and isinstance(event, OrderSubmitted)
+        and state is _S.STARTED
+        and event.request.client_order_id == order.client_order_id
+    ):
+        return msgspec.structs.replace(order, state=_S.REQUEST_ADD, time_update_ns=event.ts_ns)
+    return _steps(order, event)
+
+
+def _steps(order: Order, event: OrderEvent) -> Order:
+    """`transition` of an event that concerns `order`, step by step."""
     if isinstance(event, OrderPartiallyFilled | OrderFilled):
         return _fill(order, event)
     again = _redelivered(order, event)

@@ -246,3 +246,30 @@ def test_other_actions_get_structural_checks_only() -> None:
     assert result.retcode == Retcode.DONE
     assert "only" in result.comment
     assert check(sltp, market_open=False).retcode == Retcode.MARKET_CLOSED
+
+
+@given(
+    balance=st.sampled_from(["10000", "50", "0"]),
+    kind=st.sampled_from([OrderType.BUY, OrderType.SELL, OrderType.BUY_LIMIT, OrderType.SELL_STOP]),
+    action=st.sampled_from([TradeAction.DEAL, TradeAction.PENDING, TradeAction.SLTP]),
+    volume=st.integers(0, 20).map(lambda n: n * LOT // 100),
+    offset=st.integers(-50, 50),
+    sl=st.one_of(st.just(0), st.integers(-50, 50)),
+)
+def test_without_money_the_verdict_is_the_same_up_to_the_money_step(
+    balance: str, kind: OrderType, action: TradeAction, volume: int, offset: int, sl: int
+) -> None:
+    req = request(
+        action=action,
+        type=kind,
+        volume=volume,
+        price=ASK + offset * POINT if action is TradeAction.PENDING else 0,
+        sl=BID + sl * POINT if sl else 0,
+    )
+    full = check(req, acc=account(balance))
+    without = check_request(req, EURUSD, TICK, account(balance), now_ms=NOW_MS, market_open=True, money=False)
+    if full.retcode in (Retcode.DONE, Retcode.NO_MONEY):
+        # DONE without the margin worked out (0), where the full check finds it and compares it.
+        assert without == CheckResult(retcode=Retcode.DONE, comment=full.comment if full.ok else "Done")
+    else:
+        assert without == full

@@ -213,3 +213,32 @@ def test_side_sign_and_prices_keep_their_definitions(side: Side) -> None:
     assert type(side.sign) is int
     assert side.entry_price(100, 102) == (102 if buy else 100)
     assert side.exit_price(100, 102) == (100 if buy else 102)
+
+
+@given(st.integers(-(10**40), 10**40), st.integers(1, 10**30))
+def test_div_half_away_rounds_the_exact_ratio_half_away_from_zero(num: int, den: int) -> None:
+    import math
+    from fractions import Fraction
+
+    from aitrading.model._exact import div_half_away
+
+    exact = Fraction(num, den)
+    want = math.floor(abs(exact) + Fraction(1, 2)) * (-1 if exact < 0 else 1)
+    assert div_half_away(num, den) == want
+    assert div_half_away(num * 7, den * 7) == want  # an unreduced ratio rounds as its reduced form
+
+
+@given(st.decimals(allow_nan=True, allow_infinity=True, places=None), st.sampled_from([1, 100, 10**5, 10**8]))
+def test_units_of_is_the_exact_scaled_whole_number_or_none(value: Decimal, scale: int) -> None:
+    from aitrading.model._exact import EXACT_UNITS, units_of
+
+    got = units_of(value, scale)
+    if not value.is_finite():
+        assert got is None
+        return
+    num, den = value.as_integer_ratio()
+    num *= scale
+    if num % den or abs(num // den) >= EXACT_UNITS:
+        assert got is None
+    else:
+        assert got == num // den
