@@ -6,6 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 from fractions import Fraction
 
+import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -61,7 +62,7 @@ def test_marking_a_position_equals_the_exact_profit_formula(
         cost=notional_decimal(cost_raw),
     )
     assert position.cost_raw == cost_raw
-    marked = ledger._mark(position, price)
+    marked = msgspec.structs.replace(position, price_current=price, profit=ledger._profit_at(position, price))
     want = ledger.profit_fn(symbol, side, volume, position.price_open, Fraction(price, PRICE_SCALE))
     assert marked.price_current == price
     assert str(marked.profit) == str(want)

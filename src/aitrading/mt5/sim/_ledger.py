@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 import msgspec
 
+from aitrading.model._exact import notional_decimal, notional_raw
 from aitrading.model.calc import money_of, to_money
 from aitrading.model.deals import Deal
 from aitrading.model.enums import DealEntry, DealType, OrderState, OrderTime, OrderType, Side
@@ -109,14 +110,7 @@ class Ledger(Valuation):
             reason=reason,
             comment=order.comment,
         )
-        if book.hedging:
-            positions, realised = apply_deal_hedging(positions, deal, self.profit_fn)
-        else:
-            after_netting, realised = apply_deal_netting(current, deal, self.profit_fn)
-            if current is not None:
-                del positions[current.identifier]
-            if after_netting is not None:
-                positions[after_netting.identifier] = after_netting
+        positions, realised = self._fill_positions(positions, current, deal, position_id)
         deal = msgspec.structs.replace(deal, profit=realised)
         reasons = dict(book.position_reasons)
         after = positions.get(position_id)
@@ -129,8 +123,65 @@ class Ledger(Valuation):
                 after = msgspec.structs.replace(after, sl=order.sl or after.sl, tp=order.tp or after.tp)
             if entry is DealEntry.INOUT or (entry is DealEntry.IN and current is None):
                 reasons[position_id] = order.reason if order.reason <= c.POSITION_REASON_EXPERT else 0
+            if current is None:  # opened at the deal price: its cost is price × volume (`positions._open`)
+                self._know_cost(after.cost, notional_raw(price, volume))
             positions[position_id] = after
         return FillPlan(deal, positions, reasons)
+
+    def _fill_positions(
+        self, positions: dict[int, Position], current: Position | None, deal: Deal, position_id: int
+    ) -> tuple[dict[int, Position], Decimal]:
+        """Apply `deal` to `positions` (a copy of the book's, changed in place where quicker) as
+        `model.positions` does; return the positions after it and the profit it realises. `current` is the
+        position it closes or nets against, `position_id` the position it books to."""
+        volume, price, side = deal.volume, deal.price, deal.side
+        if volume <= 0 or not deal.symbol:  # refused by `positions.apply_deal_*`
+            return self._apply_deal(positions, current, deal)
+        if current is None:
+            if deal.entry is not DealEntry.IN or not position_id or position_id in positions:
+                return self._apply_deal(positions, current, deal)
+            # A new position (every open): `positions._open`, without the checks this deal passes.
+            ticket = deal.order or deal.ticket
+            positions[position_id] = Position(
+                ticket=ticket,
+                identifier=position_id,
+                symbol=deal.symbol,
+                type=side,
+                volume=volume,
+                cost=notional_decimal(notional_raw(price, volume)),
+                price_current=price,
+                time_ns=deal.time_ns,
+                time_update_ns=deal.time_ns,
+                magic=deal.magic,
+                comment=deal.comment,
+            )
+            return positions, _ZERO
+        if (
+            deal.entry in _CLOSING
+            and volume == current.volume
+            and current.type is not side
+            and current.symbol == deal.symbol
+            and position_id == current.identifier
+        ):
+            # A whole position closed (every close by ticket): what `apply_deal_hedging`/`_netting` do
+            # then — drop it and realise its profit at the deal price — with the profit in integers.
+            del positions[current.identifier]
+            return positions, self._profit_at(current, price)
+        return self._apply_deal(positions, current, deal)
+
+    def _apply_deal(
+        self, positions: dict[int, Position], current: Position | None, deal: Deal
+    ) -> tuple[dict[int, Position], Decimal]:
+        """Apply `deal` to `positions` with `model.positions` (`current`: the position it nets against on a
+        netting account); return the positions after it and the profit it realises."""
+        if self.book.hedging:
+            return apply_deal_hedging(positions, deal, self.profit_fn)
+        after_netting, realised = apply_deal_netting(current, deal, self.profit_fn)
+        if current is not None:
+            del positions[current.identifier]
+        if after_netting is not None:
+            positions[after_netting.identifier] = after_netting
+        return positions, realised
 
     def _swap_share(self, current: Position | None, volume: int) -> Decimal:
         """Return the part of `current`'s swap a deal closing up to `volume` of it books."""
@@ -162,12 +213,14 @@ class Ledger(Valuation):
         """
         digits = self.account.currency_digits
         margin = money_of(*self._margin(plan.positions.values()), digits)
-        return margin, self.state.equity + plan.deal.commission - margin
+        return margin, self.equity + plan.deal.commission - margin
 
     def no_money(self, plan: FillPlan) -> bool:
         """Tell whether `plan` needs margin the account lacks (a fill that frees margin never does)."""
+        if not plan.positions:  # no margin after it: `margin_after` would give 0, which exceeds no margin
+            return False
         margin, free = self.margin_after(plan)
-        return margin > self.state.margin and free < 0
+        return margin > self._margin_money() and free < 0  # `state.margin`, without building the state
 
     def archive(self, order: BookOrder, state: OrderState, time_ns: int, **changes: object) -> BookOrder:
         """Move `order` to the history in its final `state`."""
@@ -208,4 +261,5 @@ class Ledger(Valuation):
         points = self.settings.slippage_points
         if not points:
             return price
-        return price + side.sign * self.rng.randint(0, points) * spec.point_raw
+        # `randrange(n + 1)` is `randint(0, n)` (the same draw from the generator) with one call less.
+        return price + side.sign * self.rng.randrange(points + 1) * spec.point_raw

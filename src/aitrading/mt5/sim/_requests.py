@@ -19,6 +19,7 @@ from aitrading.model.positions import Position
 from aitrading.model.symbols import SymbolSpec
 from aitrading.mt5 import constants as c
 from aitrading.mt5.sim import market_hours
+from aitrading.mt5.sim._checks import MarginProblems
 from aitrading.mt5.sim._ledger import FillPlan, Ledger
 from aitrading.mt5.sim.answers import Ready, Refused, TradeAnswer, retcode_text
 from aitrading.mt5.sim.book import BookOrder
@@ -29,6 +30,9 @@ _INFINITY = Decimal("Infinity")
 _LIMIT_LIKE = frozenset(
     {OrderType.BUY_LIMIT, OrderType.SELL_LIMIT, OrderType.BUY_STOP_LIMIT, OrderType.SELL_STOP_LIMIT}
 )
+
+
+_NEW_ORDER = (TradeAction.DEAL, TradeAction.PENDING)
 
 
 def _done(
@@ -51,6 +55,8 @@ class Requests:
 
     def __init__(self, ledger: Ledger) -> None:
         self._ledger = ledger
+        self._unlimited: AccountState | None = None
+        self._margin_problems = MarginProblems(ledger)
 
     def market_open(self, now_ns: int) -> bool:
         """Tell whether requests are accepted at `now_ns`."""
@@ -82,9 +88,7 @@ class Requests:
         self, request: OrderRequest, spec: SymbolSpec, tick: Tick, now_ns: int, *, money: bool = False
     ) -> CheckResult:
         """Run `check_request`, with its own money check only when `money` (pending orders)."""
-        state = self._ledger.state
-        # An infinite free margin switches check_request's NO_MONEY off where the whole-account check rules.
-        account = state if money else msgspec.structs.replace(state, margin_free=_INFINITY)
+        account = self._ledger.state if money else self._unlimited_account()
         result = check_request(
             request,
             spec,
@@ -93,21 +97,42 @@ class Requests:
             now_ms=now_ns // 1_000_000,
             market_open=self.market_open(now_ns),
             rates=self._ledger.quotes,
+            money=money,
         )
         if not result.ok:
             raise Refused(result.retcode, result.comment)
+        if not money and request.action in _NEW_ORDER:
+            problem = self._margin_problems.find(spec, request.type.side, tick)
+            if problem:  # check_request's own step 8 would have said so
+                raise Refused(c.TRADE_RETCODE_ERROR, f"cannot compute margin: {problem}")
         return result
+
+    def _state_now(self) -> AccountState:
+        return self._ledger.state
+
+    def _unlimited_account(self) -> AccountState:
+        """The account with an infinite free margin, which switches check_request's NO_MONEY off where the
+        whole-account check rules. check_request then reads only its leverage, currency and digits besides
+        (fixed for the account), so one such state serves every request."""
+        account = self._unlimited
+        if account is None:
+            account = self._unlimited = msgspec.structs.replace(self._ledger.state, margin_free=_INFINITY)
+        return account
 
     def _filling(self, request: OrderRequest) -> None:
         allowed = self._ledger.settings.filling_mode
         kind, filling = request.type, request.filling
-        ok = {
-            OrderFilling.FOK: bool(allowed & c.SYMBOL_FILLING_FOK),
-            OrderFilling.IOC: bool(allowed & c.SYMBOL_FILLING_IOC),
-            OrderFilling.BOC: bool(allowed & c.SYMBOL_FILLING_BOC) and kind in _LIMIT_LIKE,
+        if filling == OrderFilling.FOK:
+            ok = bool(allowed & c.SYMBOL_FILLING_FOK)
+        elif filling == OrderFilling.IOC:
+            ok = bool(allowed & c.SYMBOL_FILLING_IOC)
+        elif filling == OrderFilling.BOC:
+            ok = bool(allowed & c.SYMBOL_FILLING_BOC) and kind in _LIMIT_LIKE
+        elif filling == OrderFilling.RETURN:
             # Market execution allows RETURN only for limit and stop-limit orders (MT5's fill-policy table).
-            OrderFilling.RETURN: kind in _LIMIT_LIKE,
-        }[filling]
+            ok = kind in _LIMIT_LIKE
+        else:
+            raise KeyError(filling)
         if not ok:
             raise Refused(
                 c.TRADE_RETCODE_INVALID_FILL, f"ORDER_FILLING_{filling.name} is not allowed for {kind.name}"
@@ -218,7 +243,7 @@ class Requests:
                 ask=tick.ask,
             )
 
-        return Ready(self._after_fill(plan), commit)
+        return Ready(lambda: self._after_fill(plan), commit)
 
     # --- TRADE_ACTION_PENDING ---------------------------------------------------------------------------
     def _pending(self, request: OrderRequest, now_ns: int, reason: int) -> Ready:
@@ -252,7 +277,10 @@ class Requests:
             reason=reason,
             time_setup_ns=now_ns,
         )
-        state = ledger.state
+
+        def after() -> AccountState:
+            state = ledger.state
+            return state.updated(margin=state.margin + checked.margin)
 
         def commit() -> TradeAnswer:
             book.take_order_ticket()
@@ -260,7 +288,7 @@ class Requests:
             ledger.dirty = True
             return _done(order=order.ticket, volume=order.volume_initial, bid=tick.bid, ask=tick.ask)
 
-        return Ready(state.updated(margin=state.margin + checked.margin), commit)
+        return Ready(after, commit)
 
     # --- TRADE_ACTION_SLTP ------------------------------------------------------------------------------
     def _sltp(self, request: OrderRequest, now_ns: int) -> Ready:
@@ -301,7 +329,7 @@ class Requests:
             ledger.dirty = True
             return _done(bid=tick.bid, ask=tick.ask)
 
-        return Ready(ledger.state, commit)
+        return Ready(self._state_now, commit)
 
     def _same_symbol(self, request: OrderRequest, symbol: str) -> OrderRequest:
         if not request.symbol:
@@ -357,7 +385,7 @@ class Requests:
             ledger.dirty = True
             return _done(order=order.ticket, bid=tick.bid, ask=tick.ask)
 
-        return Ready(ledger.state, commit)
+        return Ready(self._state_now, commit)
 
     def _remove(self, request: OrderRequest, now_ns: int) -> Ready:
         ledger = self._ledger
@@ -371,7 +399,7 @@ class Requests:
             ledger.archive(order, OrderState.CANCELED, now_ns)
             return _done(order=order.ticket, bid=tick.bid, ask=tick.ask)
 
-        return Ready(ledger.state, commit)
+        return Ready(self._state_now, commit)
 
     # --- TRADE_ACTION_CLOSE_BY --------------------------------------------------------------------------
     def _close_by(self, request: OrderRequest, now_ns: int) -> Ready:
@@ -423,4 +451,4 @@ class Requests:
                 deal=first.ticket, order=order.ticket, volume=volume, price=price, bid=tick.bid, ask=tick.ask
             )
 
-        return Ready(ledger.state, commit)
+        return Ready(self._state_now, commit)

@@ -36,13 +36,16 @@ def on_time(ledger: Ledger, now_ns: int) -> None:
     """Process the rollovers and expirations due by `now_ns`."""
     book = ledger.book
     day = now_ns // NS_PER_DAY
-    if book.rollover_day is None:
-        book.rollover_day = day
-        ledger.dirty = True
-    while book.rollover_day < day:
-        book.rollover_day += 1
-        _rollover(ledger, book.rollover_day)
-        ledger.dirty = True
+    if book.rollover_day != day:  # else nothing to roll over (every quote but the day's first)
+        if book.rollover_day is None:
+            book.rollover_day = day
+            ledger.dirty = True
+        while book.rollover_day < day:
+            book.rollover_day += 1
+            _rollover(ledger, book.rollover_day)
+            ledger.dirty = True
+    if not book.orders:
+        return
     for order in list(book.orders.values()):
         expires = expiry_ns(order)
         if expires and now_ns >= expires:
@@ -94,16 +97,23 @@ def on_tick(ledger: Ledger, tick: Tick) -> None:
         _trigger_orders(ledger, tick, time_ns)
     if book.positions:
         _trigger_stops(ledger, tick, time_ns)
-        ledger.revalue([tick.symbol])
-        _stop_out(ledger, time_ns)
+        ledger.revalue(tick.symbol)
+        if ledger.stop_out:
+            _stop_out(ledger, time_ns)
     elif ledger.dirty:
         ledger.revalue()
 
 
 def _trigger_stops(ledger: Ledger, tick: Tick, time_ns: int) -> None:
-    symbol = tick.symbol
-    if not any((p.sl or p.tp) and p.symbol == symbol for p in ledger.book.positions.values()):
-        return  # no stop to trigger (most quotes)
+    symbol, bid, ask = tick.symbol, tick.bid, tick.ask
+    for p in ledger.book.positions.values():
+        if (p.sl or p.tp) and p.symbol == symbol:
+            price = ask if p.type else bid  # `exit_price`: SELL (1) at the ask, BUY (0) at the bid
+            sign = p.type.sign
+            if (p.sl and (price - p.sl) * sign <= 0) or (p.tp and (p.tp - price) * sign <= 0):
+                break
+    else:
+        return  # no stop hit (most quotes): the loop below would close nothing
     spec = ledger.specs[symbol]
     if ledger.missing_rate(symbol):
         return  # cannot book the profit yet: the stops fire on a tick once the conversion is quoted
@@ -167,7 +177,7 @@ def _fill_pending(ledger: Ledger, order: BookOrder, tick: Tick, time_ns: int) ->
         price_current=price,
         position_id=deal.position_id,
     )
-    ledger.revalue([order.symbol])
+    ledger.revalue(order.symbol)
 
 
 def _stop_out(ledger: Ledger, time_ns: int) -> None:

@@ -86,7 +86,16 @@ class Refused(Exception):
 
 
 class Ready(NamedTuple):
-    """A request that passed every check: the account after it, and how to book it."""
+    """A request that passed every check: how to work out the account after it, and how to book it.
 
-    after: AccountState
+    `account_after` is called only by `order_check` (before anything is booked), so `order_send` does not
+    pay for it.
+    """
+
+    account_after: Callable[[], AccountState]
     commit: Callable[[], TradeAnswer]
+
+    @property
+    def after(self) -> AccountState:
+        """The account after the request (as of now, nothing booked)."""
+        return self.account_after()

@@ -56,7 +56,7 @@ from aitrading.model.positions import Position
 from aitrading.model.symbols import SymbolSpec
 from aitrading.mt5 import constants as c
 from aitrading.mt5.sim import _triggers
-from aitrading.mt5.sim._ledger import Ledger
+from aitrading.mt5.sim._ledger import NS_PER_DAY, Ledger
 from aitrading.mt5.sim._requests import Requests
 from aitrading.mt5.sim.account import ExecutionSettings, SimAccount
 from aitrading.mt5.sim.answers import CheckAnswer, Refused, TradeAnswer, retcode_text
@@ -192,12 +192,16 @@ class SimBroker:
     # --- time and ticks --------------------------------------------------------------------------------
     def on_tick(self, tick: Tick) -> None:
         """Process a new tick (ticks must come in time order across symbols); unknown symbols are ignored."""
-        if tick.symbol not in self._ledger.specs:
-            return
         ledger = self._ledger
-        _triggers.on_time(ledger, tick.time_msc * 1_000_000)
+        if tick.symbol not in ledger.specs:
+            return
+        now_ns = tick.time_msc * 1_000_000
+        book = ledger.book
+        if book.orders or book.rollover_day != now_ns // NS_PER_DAY:  # else `on_time` has nothing to do
+            _triggers.on_time(ledger, now_ns)
         _triggers.on_tick(ledger, tick)
-        self._settle()
+        if ledger.dirty:
+            self._settle()
 
     def on_time(self, now_ns: int) -> None:
         """Process the swap rollovers and order expirations due by `now_ns`."""
