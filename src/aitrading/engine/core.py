@@ -27,7 +27,7 @@ from aitrading.model import calc
 from aitrading.model.checks import Retcode
 from aitrading.model.commands import OrderRequest
 from aitrading.model.enums import OrderState
-from aitrading.model.events import AccountUpdated, OrderAccepted, OrderEvent
+from aitrading.model.events import AccountRiskStateChanged, AccountUpdated, OrderAccepted, OrderEvent
 from aitrading.model.market import Tick
 from aitrading.model.orders import Order, transition
 from aitrading.model.symbols import SymbolSpec
@@ -42,6 +42,7 @@ MarketOpenFn = Callable[[str, str, int], bool]
 """(feed, symbol, now_ns) → whether the symbol trades now."""
 
 _ACCOUNT_EVENT_NS = 250_000_000  # at most 4 AccountUpdated per second per account from ticks
+_CACHE_MAX = 4096
 
 
 class SubmitResult(NamedTuple):
@@ -103,7 +104,10 @@ class EngineCore:
         self._by_feed_key: tuple[int, int] = (-1, -1)
         self._feeds: dict[tuple[str, str], str] = {}
         self._ticks: dict[tuple[str, str], Tick] = {}
-        self._profit_fns: dict[tuple[str, str], AccountProfit] = {}
+        self._feed_rates: dict[str, _Rates] = {}
+        self._notionals: dict[tuple[str, str, str, str, int], Callable[[str, int, int], Decimal]] = {}
+        self._profit_fns: dict[tuple[str, str], tuple[str, AccountProfit]] = {}
+        """Per account: the feed whose quotes its profit function converts with, and the function."""
         self._last_account_event: dict[tuple[str, str], int] = {}
         self._requests: dict[tuple[str, str, str], OrderRequest] = {}
         """The requests of working orders by (tenant, account, client order id): ids are unique per account
@@ -129,12 +133,12 @@ class EngineCore:
 
     def books_on(self, feed: str) -> list[AccountBook]:
         """Return the accounts whose terminal is on `feed` (indexed; rebuilt when books or feeds change)."""
-        key = (len(self.books), AccountBook.feed_generation)
-        if key != self._by_feed_key:
+        count, generation = self._by_feed_key
+        if count != len(self.books) or generation != AccountBook.feed_generation:
             index: dict[str, list[AccountBook]] = {}
             for book in self.books.values():
                 index.setdefault(book.feed, []).append(book)
-            self._by_feed, self._by_feed_key = index, key
+            self._by_feed, self._by_feed_key = index, (len(self.books), AccountBook.feed_generation)
         return self._by_feed.get(feed, [])
 
     def spec(self, symbol: str) -> SymbolSpec:
@@ -160,15 +164,36 @@ class EngineCore:
         return spec
 
     def _rates(self, feed: str) -> _Rates:
-        return _Rates(self._ticks, feed)
+        rates = self._feed_rates.get(feed)  # one per feed: it reads the ticks as they come
+        if rates is None:
+            if len(self._feed_rates) >= _CACHE_MAX:
+                self._feed_rates.clear()
+            rates = self._feed_rates[feed] = _Rates(self._ticks, feed)
+        return rates
 
     def _profit_fn(self, book: AccountBook) -> AccountProfit:
-        key = (book.tenant, book.account)
-        fn = self._profit_fns.get(key)
+        fn = book.profit_fn  # the account's, kept by its books too (a lookup less on every tick)
         if fn is None:
-            fn = self._profit_fns[key] = account_profit_fn(
-                self._spec_fn(book), book.state.currency, self._rates(book.feed), book.state.digits
-            )
+            key = (book.tenant, book.account)
+            known = self._profit_fns.get(key)
+            if known is not None and known[0] == book.feed:
+                fn = known[1]
+            else:  # new, or the account's terminal moved to another feed: convert with its quotes
+                fn = account_profit_fn(
+                    self._spec_fn(book), book.state.currency, self._rates(book.feed), book.state.digits
+                )
+                self._profit_fns[key] = (book.feed, fn)
+            book.profit_fn = fn
+        return fn
+
+    def _notional_of(self, book: AccountBook) -> Callable[[str, int, int], Decimal]:
+        """`notional(book)`, made once per account, feed, currency and digits (it checks every order)."""
+        key = (book.tenant, book.account, book.feed, book.state.currency, book.state.digits)
+        fn = self._notionals.get(key)
+        if fn is None:
+            if len(self._notionals) >= _CACHE_MAX:
+                self._notionals.clear()
+            fn = self._notionals[key] = self.notional(book)
         return fn
 
     def notional(self, book: AccountBook) -> Callable[[str, int, int], Decimal]:
@@ -214,9 +239,16 @@ class EngineCore:
     async def _after_money_change(self, book: AccountBook, *, from_tick: bool = False) -> None:
         changed = self.risk.evaluate(book)
         if changed is not None:
-            await self._audit.append(book.tenant, "risk-engine", "risk.state", plain(changed))
-            self._emit(book, changed)
-            await self._save_account(book)
+            await self._risk_changed(book, changed)
+        self._account_updated(book, from_tick=from_tick)
+
+    async def _risk_changed(self, book: AccountBook, changed: AccountRiskStateChanged) -> None:
+        await self._audit.append(book.tenant, "risk-engine", "risk.state", plain(changed))
+        self._emit(book, changed)
+        await self._save_account(book)
+
+    def _account_updated(self, book: AccountBook, *, from_tick: bool) -> None:
+        """Emit `AccountUpdated` (from ticks at most every `_ACCOUNT_EVENT_NS` per account)."""
         now = self._clock.now_ns()
         key = (book.tenant, book.account)
         if from_tick and now - self._last_account_event.get(key, 0) < _ACCOUNT_EVENT_NS:
@@ -284,11 +316,25 @@ def _ratio(value: Decimal) -> tuple[int, int]:
 _AS_IS = frozenset({int, str, float, bool, type(None)})
 """Types `msgspec.to_builtins` returns unchanged: most fields of an audited request or deal (and it
 writes a `Decimal` as its `str`)."""
+_ALIKE: dict[type, bool] = {}
+"""Struct types by whether `msgspec.to_builtins` writes them as `plain` does (no tag, renamed fields,
+omitted defaults or arrays), given that no field holds a struct."""
+_NOT_STRUCTS: set[type] = set()
+"""Types of field values `plain` hands to `msgspec.to_builtins` as a struct does (no struct, no UNSET)."""
+_KNOWN_MAX = 1024
 
 
 def plain(value: object) -> Any:
     """Return `value` as JSON-ready builtins: structs (bus messages too) as objects, Decimals as strings."""
     if isinstance(value, msgspec.Struct):
+        kind = type(value)
+        alike = _ALIKE.get(kind)
+        if alike is None:
+            alike = _builtins_alike(kind)
+        if alike:  # one call instead of a loop over the fields (an order's request, a deal: every order)
+            kinds = set(map(type, msgspec.structs.astuple(value)))
+            if kinds <= _NOT_STRUCTS or _no_structs(kinds):
+                return msgspec.to_builtins(value, enc_hook=str)
         out: dict[str, Any] = {}
         for f in value.__struct_fields__:
             v = getattr(value, f)
@@ -296,3 +342,29 @@ def plain(value: object) -> Any:
             out[f] = v if kind in _AS_IS else str(v) if kind is Decimal else plain(v)
         return out
     return msgspec.to_builtins(value, enc_hook=str)
+
+
+def _builtins_alike(kind: type[msgspec.Struct]) -> bool:
+    config = kind.__struct_config__
+    alike = (
+        config.tag is None
+        and config.tag_field is None
+        and not config.array_like
+        and not config.omit_defaults
+        and tuple(kind.__struct_encode_fields__) == tuple(kind.__struct_fields__)
+    )
+    if len(_ALIKE) >= _KNOWN_MAX:
+        _ALIKE.clear()
+    _ALIKE[kind] = alike
+    return alike
+
+
+def _no_structs(kinds: set[type]) -> bool:
+    """Tell whether values of `kinds` are converted alike inside and outside a struct (and remember it)."""
+    for kind in kinds:
+        if issubclass(kind, msgspec.Struct) or kind is msgspec.UnsetType:
+            return False
+    if len(_NOT_STRUCTS) >= _KNOWN_MAX:
+        _NOT_STRUCTS.clear()
+    _NOT_STRUCTS.update(kinds)
+    return True

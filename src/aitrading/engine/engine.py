@@ -35,7 +35,7 @@ from aitrading.model.checks import Retcode, check_request
 from aitrading.model.commands import OrderRequest, TradeCommand, request_problems
 from aitrading.model.enums import TradeAction
 from aitrading.model.events import OrderDenied, OrderSubmitted
-from aitrading.model.ids import AccountId, TenantId, order_command_subject
+from aitrading.model.ids import AccountId, TenantId
 from aitrading.model.market import Tick
 from aitrading.model.orders import Order, OrderStateError, transition
 from aitrading.model.positions import Position
@@ -118,7 +118,10 @@ class TradingEngine(Execution):
             out, self._outbox = self._outbox, []
         if durable is not None:
             try:
-                await asyncio.shield(durable)
+                if durable.done():  # committed already (`engine.memory`): what awaiting it would give
+                    durable.result()
+                else:
+                    await asyncio.shield(durable)
             except asyncio.CancelledError:  # the caller gave up; the decision stands and still goes out
                 task = asyncio.get_running_loop().create_task(self._publish_when(durable, result.order, out))
                 self._background.add(task)
@@ -166,7 +169,9 @@ class TradingEngine(Execution):
                     f"order {closing.client_order_id} is already closing position {req.position}",
                 )
         if verdict is None:
-            denial = self.risk.check(req, book, self.last_tick(book.feed, req.symbol), self.notional(book))
+            denial = self.risk.check(
+                req, book, self.last_tick(book.feed, req.symbol), self._notional_of(book)
+            )
             if denial is not None:
                 verdict = (RISK_RETCODE, denial.reason, f"{denial.text} ({denial.scope} limit)")
         if verdict is not None:
@@ -188,7 +193,7 @@ class TradingEngine(Execution):
         book.put_order(order)
         durable = self._writer.write(order, actor, "order.submitted", {"request": plain(req)}, req)
         self.counters["submitted"] += 1
-        self._outbox.append((order_command_subject(req.tenant, req.account), TradeCommand(request=req)))
+        self._outbox.append((book.command_subject, TradeCommand(request=req)))
         self._emit(book, submitted)
         return SubmitResult(order, int(Retcode.DONE)), durable
 
@@ -307,14 +312,47 @@ class TradingEngine(Execution):
     async def on_tick(self, tick: Tick) -> None:
         """Keep the last tick; value the positions of accounts on that feed; update risk states."""
         self._ticks[(tick.feed, tick.symbol)] = tick
-        for book in self.books_on(tick.feed):  # a loop, not `any` over a generator: on every tick
+        books = self.books_on(tick.feed)
+        for book in books:  # a loop, not `any` over a generator: on every tick
             if book.positions:
-                await self._locked(self._on_tick(tick))
-                return
+                break
+        else:
+            return
+        lock = self._lock
+        # `_waiters` is asyncio's (3.11–3.13); were it ever renamed, every tick would take the locked path.
+        if lock.locked() or getattr(lock, "_waiters", True):  # a change under way or waiting: take turns
+            await self._locked(self._on_tick(tick))
+            return
+        # The lock is free and nobody waits for it, and nothing else runs before this awaits: marking now
+        # is what `_locked` would do (acquire at once, mark, release). A risk state change has to await its
+        # audit record and account row: the lock is taken then (at once, too) for the rest of the tick.
+        symbol, bid, ask = tick.symbol, tick.bid, tick.ask
+        for book in books:
+            if not book.positions:
+                continue
+            if book.mark(symbol, bid, ask, self._profit_fn(book), self._clock.now_ns()):
+                changed = self.risk.evaluate(book)
+                if changed is not None:
+                    async with lock:
+                        await self._risk_changed(book, changed)
+                        self._account_updated(book, from_tick=True)
+                        await self._mark_books(books[books.index(book) + 1 :], tick)
+                        out, self._outbox = self._outbox, []
+                    if out:
+                        await self._publish(out)
+                    return
+                self._account_updated(book, from_tick=True)
+        out = self._outbox
+        if out:  # most ticks produce nothing to publish (and keep the empty outbox)
+            self._outbox = []
+            await self._publish(out)
 
     async def _on_tick(self, tick: Tick) -> None:
         self._ticks[(tick.feed, tick.symbol)] = tick
-        for book in self.books_on(tick.feed):
+        await self._mark_books(self.books_on(tick.feed), tick)
+
+    async def _mark_books(self, books: list[AccountBook], tick: Tick) -> None:
+        for book in books:
             if not book.positions:
                 continue
             if book.mark(tick.symbol, tick.bid, tick.ask, self._profit_fn(book), self._clock.now_ns()):

@@ -59,6 +59,10 @@ def _fills(order: Order, deal: Deal) -> bool:
     return order.type is not OrderType.CLOSE_BY or deal.position_id == order.position_id
 
 
+def _deal_time(deal: Deal) -> tuple[int, int]:
+    return deal.time_ns, deal.ticket
+
+
 class Execution(EngineCore):
     """Reports, snapshots and presence of the agents, applied to the books."""
 
@@ -103,14 +107,18 @@ class Execution(EngineCore):
                 )
                 await self._apply(book, order, event)
             return
-        request = self._request_of(order)
         # A MODIFY/REMOVE/SLTP is tracked as an order of its own, but the ticket in its report is its
         # target's: only orders the command opened take the ticket.
-        if order.state is OrderState.REQUEST_ADD and (request is None or request.opens_order):
-            await self._accept(book, order, rep.order, now, rep.retcode)
-        for deal in sorted(rep.deals, key=lambda d: (d.time_ns, d.ticket)):
+        if order.state is OrderState.REQUEST_ADD:
+            request = self._request_of(order)
+            if request is None or request.opens_order:
+                await self._accept(book, order, rep.order, now, rep.retcode)
+        deals = rep.deals
+        for deal in sorted(deals, key=_deal_time) if len(deals) > 1 else deals:
             await self._book_deal(book, deal, book.orders[rep.client_order_id])
-        await self._finish_command(book, book.orders[rep.client_order_id], now)
+        order = book.orders[rep.client_order_id]
+        if not order.is_terminal:  # a terminal order has nothing to finish (`_finish_command` says so)
+            await self._finish_command(book, order, now)
         await self._save_positions(book)
 
     async def _finish_command(self, book: AccountBook, order: Order, now: int) -> None:
@@ -271,6 +279,9 @@ class Execution(EngineCore):
         reported = self._account_specs.setdefault(key, {})
         changed = sorted(s.name for s in msg.specs if reported.get(s.name) != s)
         reported.update({s.name: s for s in msg.specs})
+        known = self._profit_fns.get(key)
+        if known is not None:  # it keeps the specs it was given, and its books their marks
+            known[1].forget_specs()
         if changed:
             await self._audit.append(
                 msg.tenant, "agent", "account.specs", {"account": msg.account, "symbols": changed}

@@ -16,9 +16,10 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
-from aitrading.common.clock import Clock
+from aitrading.common.clock import Clock, TestClock
 from aitrading.common.errors import BadInputError
 from aitrading.engine.limits import RiskLimits, RiskScope, RiskState
 from aitrading.engine.store import StoredAccount
@@ -163,6 +164,7 @@ class MemoryAudit:
         self._clock = clock
         self._chains: dict[uuid.UUID, list[AuditRecord]] = {}
         self._tenant_ids: dict[str, uuid.UUID] = {}  # parsed once: every event of a run names its tenant
+        self._ts, self._ts_ns = clock.utcnow(), clock.now_ns()
 
     async def append(
         self, tenant_id: uuid.UUID | str, actor: str, kind: str, payload: Mapping[str, Any]
@@ -173,25 +175,50 @@ class MemoryAudit:
     def append_now(
         self, tenant_id: uuid.UUID | str, actor: str, kind: str, payload: Mapping[str, Any]
     ) -> AuditRecord:
-        """`append` without the await (the writer's path)."""
+        """`append` without the await."""
+        tid, text = self._checked(tenant_id, actor, kind, payload)
+        chain = self._chain(tid)
+        if chain:
+            last = chain[-1]
+            seq, prev = last.seq + 1, last.hash
+        else:
+            seq, prev = 1, GENESIS_HASH
+        ts = self._now()
+        record = AuditRecord(
+            tid, seq, ts, actor, kind, text, prev, event_hash(prev, seq, ts, actor, kind, text)
+        )
+        chain.append(record)
+        return record
+
+    def _checked(
+        self, tenant_id: uuid.UUID | str, actor: str, kind: str, payload: Mapping[str, Any]
+    ) -> tuple[uuid.UUID, str]:
+        """Return the tenant's id and the payload's canonical text; raise `BadInputError` for a bad event."""
         tid = tenant_id if isinstance(tenant_id, uuid.UUID) else self._tenant_id(tenant_id)
         if not kind or len(kind) > _MAX_KIND:
             raise BadInputError(f"audit kind must be 1-{_MAX_KIND} characters, got {kind!r}")
         if not actor or len(actor) > _MAX_ACTOR:
             raise BadInputError(f"audit actor must be 1-{_MAX_ACTOR} characters, got {actor!r}")
         try:
-            text = canonical_json(payload if type(payload) is dict else dict(payload))
+            return tid, canonical_json(payload if type(payload) is dict else dict(payload))
         except (TypeError, ValueError) as exc:
             raise BadInputError(f"audit payload is not canonical JSON: {exc}") from exc
-        chain = self._chains.setdefault(tid, [])
-        seq, prev = (chain[-1].seq, chain[-1].hash) if chain else (0, GENESIS_HASH)
-        ts = self._clock.utcnow()
-        seq += 1
-        record = AuditRecord(
-            tid, seq, ts, actor, kind, text, prev, event_hash(prev, seq, ts, actor, kind, text)
-        )
-        chain.append(record)
-        return record
+
+    def _chain(self, tid: uuid.UUID) -> list[AuditRecord]:
+        chain = self._chains.get(tid)
+        if chain is None:
+            chain = self._chains[tid] = []
+        return chain
+
+    def _now(self) -> datetime:
+        """`clock.utcnow()`; a `TestClock`'s, made once per instant (the events of one decision share it)."""
+        clock = self._clock
+        if type(clock) is not TestClock:
+            return clock.utcnow()
+        ns = clock.now_ns()
+        if ns != self._ts_ns:
+            self._ts, self._ts_ns = clock.utcnow(), ns
+        return self._ts
 
     def _tenant_id(self, text: str) -> uuid.UUID:
         found = self._tenant_ids.get(text)

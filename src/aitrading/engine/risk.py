@@ -234,7 +234,8 @@ class RiskEngine:
             book.day_start_equity = equity
             if book.risk_state is RiskState.REDUCING and book.risk_reason.startswith("daily loss"):
                 book.risk_state, book.risk_reason = RiskState.ACTIVE, ""
-        book.peak_equity = max(book.peak_equity, equity)
+        if equity > book.peak_equity:  # noqa: PLR1730 - hot path: a compare beats a max() call
+            book.peak_equity = equity
         for scope_key in book.risk_keys if self._limits else ():  # on every tick: no levels, no loop
             limits = self._limits.get(scope_key)
             if limits is None:

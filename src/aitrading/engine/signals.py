@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any, Final
 
 import structlog
 
@@ -29,7 +30,7 @@ from aitrading.engine.core import plain
 from aitrading.engine.ports import AuditTrail
 from aitrading.strategies import Signal
 
-__all__ = ["SIGNAL_EVENT", "SignalAudit"]
+__all__ = ["SIGNAL_EVENT", "SignalAudit", "signal_payload"]
 
 SIGNAL_EVENT = "decision.signal"
 
@@ -67,14 +68,7 @@ class SignalAudit:
         if not self._has_tenant(tenant):
             self.counters["unknown_tenant"] += 1
             return
-        payload = plain(msg)
-        # Canonical JSON has no NaN or infinity: an undefined value is written as null.
-        payload["features"] = {k: _finite(v) for k, v in msg.features.items()}
-        payload["score"] = _finite(msg.score)
-        payload["contributions"] = {
-            k: [target, _finite(confidence), _finite(weight)]
-            for k, (target, confidence, weight) in msg.contributions.items()
-        }
+        payload = signal_payload(msg)
         try:
             await self._audit.append(tenant, f"decision:{msg.strategy}", SIGNAL_EVENT, payload)
         except BadInputError as exc:  # anything else canonical JSON refuses: say so, carry on
@@ -82,6 +76,54 @@ class SignalAudit:
             _log.error("signal_not_audited", subject=subject, error=str(exc)[:300])
             return
         self.counters["audited"] += 1
+
+
+_SCALARS: Final = frozenset({str, int})
+_WRITTEN_OUT: Final = frozenset(
+    {"tenant", "strategy", "symbol", "direction", "volume", "score", "ts_ns", "regime", "contributions"}
+    | {"model_versions", "features"}
+)
+_FIELD_BY_FIELD: Final = frozenset(Signal.__struct_fields__) == _WRITTEN_OUT
+"""Whether `signal_payload` may write a signal field by field: a field added to `Signal` turns it off
+(the payload then comes from `plain`, which writes every field) until it is written out too."""
+
+
+def signal_payload(msg: Signal) -> dict[str, Any]:
+    """The audit payload of a signal: `plain(msg)` with the features, the score and the contributions
+    written canonically (JSON has no NaN or infinity: an undefined value is written as null).
+
+    A `Signal` (not a subclass) whose scalar fields are exact str and int is built field by field — what
+    `plain` returns for it, without converting the three fields replaced anyway (a test pins the two)."""
+    tenant, strategy, symbol, regime = msg.tenant, msg.strategy, msg.symbol, msg.regime
+    direction, volume, ts_ns = msg.direction, msg.volume, msg.ts_ns
+    payload: dict[str, Any]
+    if (
+        _FIELD_BY_FIELD
+        and type(msg) is Signal
+        and set(map(type, (tenant, strategy, symbol, regime, direction, volume, ts_ns))) <= _SCALARS
+    ):
+        payload = {
+            "tenant": tenant,
+            "strategy": strategy,
+            "symbol": symbol,
+            "direction": direction,
+            "volume": volume,
+            "score": None,
+            "ts_ns": ts_ns,
+            "regime": regime,
+            "contributions": None,
+            "model_versions": plain(msg.model_versions),
+            "features": None,
+        }
+    else:
+        payload = plain(msg)
+    payload["features"] = {k: _finite(v) for k, v in msg.features.items()}
+    payload["score"] = _finite(msg.score)
+    payload["contributions"] = {
+        k: [target, _finite(confidence), _finite(weight)]
+        for k, (target, confidence, weight) in msg.contributions.items()
+    }
+    return payload
 
 
 def _finite(value: float) -> float | None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from engine_helpers import ACCOUNT, FEED, Rig, announce_account, make_rig
@@ -49,3 +50,47 @@ async def test_a_tick_values_only_the_accounts_on_its_feed(rig: Rig) -> None:
     assert other.state.profit == Decimal("20.00")
     assert mine.state.profit == Decimal("20.00")
     assert volume_raw("0.10") == next(iter(other.positions.values())).volume
+
+
+async def test_an_account_that_moves_feed_converts_its_profits_with_the_new_feeds_quotes(rig: Rig) -> None:
+    """Review finding: the profit function kept the quotes of the feed the account had when it was made."""
+    book = rig.engine.book(rig.tenant, ACCOUNT)
+    assert book is not None
+    await rig.open_long(ticket=601)
+    await rig.engine.on_tick(_tick(rig, FEED, "1.10110", "1.10120"))
+    first = rig.engine._profit_fn(book)
+    assert first._rates.quote("EURUSD") is not None  # this feed's quote
+    book.feed = "OTHERBROKER"
+    moved = rig.engine._profit_fn(book)
+    assert moved is not first
+    assert moved._rates.quote("EURUSD") is None  # no OTHERBROKER quote yet: not SIM's
+    await rig.engine.on_tick(_tick(rig, "OTHERBROKER", "1.10210", "1.10220"))
+    assert moved._rates.quote("EURUSD") == (
+        _tick(rig, "X", "1.10210", "1.10220").bid,
+        _tick(rig, "X", "1.10210", "1.10220").ask,
+    )
+    assert book.state.profit == Decimal("20.00")
+    book.feed = FEED
+    assert rig.engine._profit_fn(book) is not moved
+
+
+async def test_a_tick_takes_the_locked_path_when_asyncio_names_its_waiters_otherwise(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lock-free tick path reads `asyncio.Lock._waiters`; without it every tick takes the lock."""
+    import asyncio
+
+    assert hasattr(asyncio.Lock(), "_waiters")  # the attribute the fast path reads (3.11–3.13)
+    await rig.open_long(ticket=602)
+    locked: list[int] = []
+
+    async def spy(coro: Coroutine[Any, Any, None]) -> None:  # the locked path, without a real lock
+        locked.append(1)
+        await coro
+
+    monkeypatch.setattr(rig.engine, "_locked", spy)
+    await rig.engine.on_tick(_tick(rig, FEED, "1.10110", "1.10120"))
+    assert locked == []  # free lock, nobody waiting: marked without it
+    monkeypatch.setattr(rig.engine, "_lock", type("NoWaiters", (), {"locked": lambda self: False})())
+    await rig.engine.on_tick(_tick(rig, FEED, "1.10210", "1.10220"))
+    assert locked == [1]

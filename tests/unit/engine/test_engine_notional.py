@@ -75,3 +75,17 @@ def test_notional_equals_the_fraction_formula_to_the_last_digit(
     want = _reference(symbol, volume, price, quotes, digits)
     assert got == want
     assert got.as_tuple() == want.as_tuple()
+    kept = engine._notional_of(book)  # the one the engine keeps per account for its risk checks
+    assert engine._notional_of(book) is kept
+    assert kept(symbol, volume, price).as_tuple() == want.as_tuple()
+    book.state = AccountState.of(  # another currency's digits: made again
+        login=1,
+        currency="USD",
+        leverage=100,
+        margin_mode=MarginMode.RETAIL_HEDGING,
+        balance=0,
+        digits=digits + 1,
+    )
+    again = engine._notional_of(book)
+    assert again is not kept
+    assert again(symbol, volume, price).as_tuple() == engine.notional(book)(symbol, volume, price).as_tuple()
