@@ -22,6 +22,7 @@ from aitrading.model.values import price_raw
 from aitrading.storage.ticks import TickCursor, TickStore, next_tick_cursor
 
 __all__ = [
+    "bar_quotes",
     "bar_ticks",
     "parse_time",
     "read_csv_bars",
@@ -120,6 +121,25 @@ def bar_ticks(bar: Bar, seconds: int, spread_raw: int, *, ohlc: bool = True) -> 
     prices.append((end_ms, bar.close))
     for t, p in prices:
         yield Tick(feed=bar.feed, symbol=bar.symbol, time_msc=t, bid=p, ask=p + spread_raw, flags=6)
+
+
+def bar_quotes(bar: Bar, seconds: int, spread_raw: int, *, ohlc: bool = True) -> list[Tick]:
+    """Return the quotes `bar_ticks` yields, in a list: the backtest driver builds them for every bar and a
+    generator costs (a test pins the two)."""
+    start_ms = bar.time * 1000
+    feed, symbol, open_ = bar.feed, bar.symbol, bar.open
+    quotes = [Tick(feed=feed, symbol=symbol, time_msc=start_ms, bid=open_, ask=open_ + spread_raw, flags=6)]
+    if ohlc:
+        first, second = (bar.high, bar.low) if bar.close < open_ else (bar.low, bar.high)
+        t1, t2 = start_ms + seconds * 250, start_ms + seconds * 500
+        quotes.append(Tick(feed=feed, symbol=symbol, time_msc=t1, bid=first, ask=first + spread_raw, flags=6))
+        quotes.append(
+            Tick(feed=feed, symbol=symbol, time_msc=t2, bid=second, ask=second + spread_raw, flags=6)
+        )
+    close = bar.close
+    end_ms = start_ms + seconds * 1000 - 1
+    quotes.append(Tick(feed=feed, symbol=symbol, time_msc=end_ms, bid=close, ask=close + spread_raw, flags=6))
+    return quotes
 
 
 async def store_bars(

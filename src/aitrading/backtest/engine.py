@@ -16,16 +16,16 @@ bus subscriptions, as in paper trading. Both produce the same orders for the sam
 from __future__ import annotations
 
 import random
-import time
 import uuid
 from array import array
 from collections.abc import AsyncIterable, Callable, Iterable, Sequence
 from decimal import Decimal
-from typing import Any, Literal
+from time import perf_counter_ns
+from typing import Any, Final, Literal
 
 import msgspec
 
-from aitrading.backtest.data import bar_ticks
+from aitrading.backtest.data import bar_quotes
 from aitrading.backtest.venue import SimVenue
 from aitrading.common.bus.codec import Message
 from aitrading.common.bus.memory import MemoryBus
@@ -53,6 +53,9 @@ _TENANT = TenantId(str(uuid.uuid5(uuid.NAMESPACE_URL, "aitrading:backtest")))
 """The tenant of every backtest (its books live only in the run's memory)."""
 
 Progress = Callable[[int], None]
+
+_TWO_SCALES: Final = 2 * PRICE_SCALE
+"""A tick's mid price is (bid + ask) / _TWO_SCALES."""
 
 
 class Costs(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -236,29 +239,35 @@ class Backtest:
         await self.engine.on_tick(tick)
         await self.venue.on_tick(tick)
 
-    async def _decide(self, intents: list[OrderIntent], symbol: str, price: float, started: int) -> None:
-        """Hand the intents to the decision engine; record the decision latency (strategy hooks + ensemble,
-        not the trading engine's submit, which `bench engine` measures)."""
-        hooks = time.perf_counter_ns() - started
+    async def _decide(self, intents: list[OrderIntent], symbol: str, price: float, hooks: int) -> None:
+        """Hand the price and the intents to the decision engine; record the decision latency (`hooks`, the
+        strategy hooks' time, + the ensemble's; not the trading engine's submit, which `bench engine`
+        measures)."""
         self.decision.on_price(symbol, price)
-        decide = 0
         if intents:
-            signals = await self.decision.on_intents(intents)
-            decide = self.decision.last_decide_ns
-            for signal in signals:
-                more: list[OrderIntent] = []
-                for s in self.strategies:
-                    more += s.on_signal(signal, self.ctx)
-                if more:
-                    await self.decision.on_intents(more)
+            await self._intents(intents, hooks)
+        else:
+            self.latency_ns.append(hooks)
+
+    async def _intents(self, intents: list[OrderIntent], hooks: int) -> None:
+        decision = self.decision
+        signals = await decision.on_intents(intents)
+        decide = decision.last_decide_ns
+        for signal in signals:
+            more: list[OrderIntent] = []
+            for s in self.strategies:
+                more += s.on_signal(signal, self.ctx)
+            if more:
+                await decision.on_intents(more)
         self.latency_ns.append(hooks + decide)
 
     async def _strategies_tick(self, tick: Tick) -> None:
-        started = time.perf_counter_ns()
+        started = perf_counter_ns()
         intents: list[OrderIntent] = []
         for s in self.strategies:
             intents += s.on_tick(tick, self.ctx)
-        await self._decide(intents, tick.symbol, (tick.bid + tick.ask) / (2 * PRICE_SCALE), started)
+        hooks = perf_counter_ns() - started
+        await self._decide(intents, tick.symbol, (tick.bid + tick.ask) / _TWO_SCALES, hooks)
 
     def _sample(self, force: bool = False) -> None:
         now = self.clock.now_ns()
@@ -276,19 +285,43 @@ class Backtest:
             async for tick in ticks:
                 await self._tick(tick, progress)
         else:  # no async generator between the quotes and the components: it costs per quote
+            step = self._tick
             for tick in ticks:
-                await self._tick(tick, progress)
+                await step(tick, progress)
         await self._finish()
 
     async def _tick(self, tick: Tick, progress: Progress | None) -> None:
-        await self._market(tick)
-        await self._strategies_tick(tick)
-        self._count(progress)
-        self._sample()
+        """One quote: `_market`, `_strategies_tick`, `_count` and `_sample` in one frame (it runs for every
+        quote; `run_paper` goes through those methods and gives the same orders, a test shows it)."""
+        clock = self.clock
+        ns = tick.time_msc * 1_000_000
+        if ns > clock.now_ns():
+            clock.set_ns(ns)
+        await self.engine.on_tick(tick)
+        await self.venue.on_tick(tick)
+        started = perf_counter_ns()
+        ctx = self.ctx
+        intents: list[OrderIntent] = []
+        for s in self.strategies:
+            intents += s.on_tick(tick, ctx)
+        hooks = perf_counter_ns() - started
+        self.decision.on_price(tick.symbol, (tick.bid + tick.ask) / _TWO_SCALES)  # `_decide`, inline
+        if intents:
+            await self._intents(intents, hooks)
+        else:
+            self.latency_ns.append(hooks)
+        self.events = events = self.events + 1
+        if progress is not None and events % 1000 == 0:
+            progress(events)
+        if clock.now_ns() >= self._next_equity_ns:
+            self._sample()
 
     async def run_bars(self, bars: Iterable[Bar], progress: Progress | None = None) -> None:
-        """Replay bars as quotes (see `data.bar_ticks`); strategies see each closed bar (`on_bar`)."""
+        """Replay bars as quotes (see `data.bar_quotes`); strategies see each closed bar (`on_bar`)."""
         spread, ohlc = self.spread_raw, self.config.ohlc
+        clock, ctx, strategies = self.clock, self.ctx, self.strategies
+        engine_tick, venue_tick = self.engine.on_tick, self.venue.on_tick
+        broker, equity, every_ns = self.broker, self.equity, self.config.equity_every_s * 1_000_000_000
         seconds_of: dict[int, int] = {}
         remaining = iter(bars)
         following = next(remaining, None)
@@ -297,20 +330,29 @@ class Backtest:
             seconds = seconds_of.get(bar.timeframe)
             if seconds is None:
                 seconds = seconds_of[bar.timeframe] = Timeframe(bar.timeframe).seconds
-            quotes = bar_ticks(bar, seconds, spread, ohlc=ohlc)
+            quotes = bar_quotes(bar, seconds, spread, ohlc=ohlc)
             if following is None and self.config.end_at == "open":
-                await self._market(next(quotes))  # the run ends as the last bar opens
+                await self._market(quotes[0])  # the run ends as the last bar opens
                 self._count(progress)
                 break
-            for tick in quotes:
-                await self._market(tick)
-            started = time.perf_counter_ns()
+            for tick in quotes:  # `_market`, inline: it runs for every quote
+                ns = tick.time_msc * 1_000_000
+                if ns > clock.now_ns():
+                    clock.set_ns(ns)
+                await engine_tick(tick)
+                await venue_tick(tick)
+            started = perf_counter_ns()
             intents: list[OrderIntent] = []
-            for s in self.strategies:
-                intents += s.on_bar(bar, self.ctx)
-            await self._decide(intents, bar.symbol, bar.close / PRICE_SCALE, started)
-            self._count(progress)
-            self._sample(force=True)
+            for s in strategies:
+                intents += s.on_bar(bar, ctx)
+            hooks = perf_counter_ns() - started
+            await self._decide(intents, bar.symbol, bar.close / PRICE_SCALE, hooks)
+            self.events = events = self.events + 1  # `_count` and `_sample(force=True)`, inline
+            if progress is not None and events % 1000 == 0:
+                progress(events)
+            now = clock.now_ns()
+            self._next_equity_ns = now + every_ns
+            equity.append(EquityPoint(now, broker.equity, broker.has_positions))
         await self._finish()
 
     async def run_paper(self, ticks: Iterable[Tick], progress: Progress | None = None) -> None:

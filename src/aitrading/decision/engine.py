@@ -162,6 +162,8 @@ class DecisionEngine:
         self._tenant = TenantId(config.tenant)
         self._account = AccountId(config.account)
         self._subject = signal_subject(config.tenant, config.strategy)
+        self._strategy = StrategyId(config.strategy)
+        self._actor = f"decision:{config.strategy}"  # who submits: the audit's actor of the orders
         self._views: dict[str, dict[str, OrderIntent]] = {}
         self._direction: dict[str, int] = {}
         self.regime = RegimeFilter(config.regime) if config.regime is not None else None
@@ -218,7 +220,11 @@ class DecisionEngine:
             self._views.setdefault(intent.symbol, {})[intent.strategy] = intent
             if intent.symbol not in touched:
                 touched.append(intent.symbol)
-        out = [s for s in (self._combine(symbol) for symbol in touched) if s is not None]
+        out: list[Signal] = []
+        for symbol in touched:
+            signal = self._combine(symbol)
+            if signal is not None:
+                out.append(signal)
         self.last_decide_ns = time.perf_counter_ns() - started
         return [await self._act(signal) for signal in out]
 
@@ -313,12 +319,12 @@ class DecisionEngine:
             filling=defaults.filling,
             magic=magic,
             comment=cid,
-            strategy=StrategyId(self.config.strategy),
+            strategy=self._strategy,
             position=position,
         )
         self.orders.append(req)
         self.counters["orders"] += 1
-        result = await self._submit(req, f"decision:{self.config.strategy}")
+        result = await self._submit(req, self._actor)
         if result.denied:
             self.counters["denied"] += 1
             _log.warning("signal_denied", symbol=signal.symbol, reason=result.reason, order=cid)

@@ -9,7 +9,7 @@ Prices go into the indicators as floats: indicators are statistics, not money; o
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from aitrading.features.indicators import streaming
 from aitrading.model.market import Bar, Tick
@@ -27,9 +27,12 @@ __all__ = [
 ]
 
 
+_TWO_SCALES: Final = 2 * PRICE_SCALE
+
+
 def mid_price(tick: Tick) -> float:
     """The tick's mid price as a float."""
-    return (tick.bid + tick.ask) / (2 * PRICE_SCALE)
+    return (tick.bid + tick.ask) / _TWO_SCALES
 
 
 class _PriceStrategy(Strategy[Any]):
@@ -40,14 +43,16 @@ class _PriceStrategy(Strategy[Any]):
         self._target = FLAT
 
     def on_bar(self, bar: Bar, ctx: StrategyContext, **kwargs: Any) -> Intents:
-        if self.config.symbol and bar.symbol != self.config.symbol:
+        symbol, wanted = bar.symbol, self.config.symbol
+        if wanted and symbol != wanted:
             return None
-        return self._decide(bar.symbol, bar.close / PRICE_SCALE, ctx)
+        return self._decide(symbol, bar.close / PRICE_SCALE, ctx)
 
     def on_tick(self, tick: Tick, ctx: StrategyContext, **kwargs: Any) -> Intents:
-        if self.config.symbol and tick.symbol != self.config.symbol:
+        symbol, wanted = tick.symbol, self.config.symbol
+        if wanted and symbol != wanted:
             return None
-        return self._decide(tick.symbol, mid_price(tick), ctx)
+        return self._decide(symbol, (tick.bid + tick.ask) / _TWO_SCALES, ctx)  # `mid_price`, inline
 
     def _decide(self, symbol: str, price: float, ctx: StrategyContext) -> Intents:
         target = self._on_price(price)

@@ -12,7 +12,7 @@ the engine or spamming orders. What a hook returns is checked too: anything but 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import structlog
@@ -112,23 +112,27 @@ class SafeStrategy:
             return []
         try:
             out = getattr(self.strategy, hook)(*args)
-            if out is None:
-                return []
-            intents = list(out)
-            for intent in intents:
-                if not isinstance(intent, OrderIntent):
-                    raise TypeError(f"{hook} returned {type(intent).__name__}, not OrderIntent")
-            return intents
+            return [] if out is None else self._intents(hook, out)
         except Exception as exc:  # user code: anything it raises is contained here
-            self.failures += 1
-            self.last_error = f"{hook}: {type(exc).__name__}: {exc}"
-            _log.warning(
-                "strategy_failed", strategy=self.id, hook=hook, error=self.last_error, failures=self.failures
-            )
-            if self.failures >= self.max_failures:
-                self.enabled = False
-                _log.error("strategy_disabled", strategy=self.id, failures=self.failures)
-            return []
+            return self._failed(hook, exc)
+
+    def _intents(self, hook: str, out: Iterable[Any]) -> list[OrderIntent]:
+        intents = list(out)
+        for intent in intents:
+            if not isinstance(intent, OrderIntent):
+                raise TypeError(f"{hook} returned {type(intent).__name__}, not OrderIntent")
+        return intents
+
+    def _failed(self, hook: str, exc: Exception) -> list[OrderIntent]:
+        self.failures += 1
+        self.last_error = f"{hook}: {type(exc).__name__}: {exc}"
+        _log.warning(
+            "strategy_failed", strategy=self.id, hook=hook, error=self.last_error, failures=self.failures
+        )
+        if self.failures >= self.max_failures:
+            self.enabled = False
+            _log.error("strategy_disabled", strategy=self.id, failures=self.failures)
+        return []
 
     def on_start(self, ctx: StrategyContext) -> None:
         """Run `on_start` (a failure counts like any other)."""
@@ -136,11 +140,23 @@ class SafeStrategy:
 
     def on_bar(self, bar: Bar, ctx: StrategyContext) -> list[OrderIntent]:
         """Run `on_bar`; return its intents (none if it failed or is disabled)."""
-        return self._run("on_bar", bar, ctx)
+        if not self.enabled:  # `_run`, inline: this runs for every bar
+            return []
+        try:
+            out = self.strategy.on_bar(bar, ctx)
+            return [] if out is None else self._intents("on_bar", out)
+        except Exception as exc:
+            return self._failed("on_bar", exc)
 
     def on_tick(self, tick: Tick, ctx: StrategyContext) -> list[OrderIntent]:
         """Run `on_tick`; return its intents (none if it failed or is disabled)."""
-        return self._run("on_tick", tick, ctx)
+        if not self.enabled:  # `_run`, inline: this runs for every tick
+            return []
+        try:
+            out = self.strategy.on_tick(tick, ctx)
+            return [] if out is None else self._intents("on_tick", out)
+        except Exception as exc:
+            return self._failed("on_tick", exc)
 
     def on_signal(self, signal: Signal, ctx: StrategyContext) -> list[OrderIntent]:
         """Run `on_signal`; return its intents (none if it failed or is disabled)."""

@@ -286,3 +286,22 @@ def test_lookbacks_are_talibs(name: str, params: dict[str, Any]) -> None:
     function = talib.abstract.Function(name)
     function.set_parameters(params)
     assert INDICATORS[name].stream(**params).lookback == function.lookback
+
+
+@pytest.mark.parametrize("kind", [streaming.SMA, streaming.EMA])
+@pytest.mark.parametrize("period", [1, 2, 5, 30])
+def test_the_shortened_ma_update_equals_the_generic_step_bit_for_bit(kind: Any, period: int) -> None:
+    """SMA/EMA `update` skip `_step`/`_emit` once warm (strategies call them per tick): the values, `value`
+    and `ready` must be those of the generic `RealIndicator.update`, NaN inputs and a reset included."""
+    rng = np.random.default_rng(period)
+    xs = list(1.1 + np.cumsum(rng.normal(0.0, 1e-3, 300)))
+    xs[3] = xs[150] = math.nan  # a NaN in the lookback and one after it
+    fast, generic = kind(period), kind(period)
+    for i, x in enumerate(xs):
+        if i == 200:
+            fast.reset()
+            generic.reset()
+        got, want = fast.update(x), streaming.RealIndicator.update(generic, x)
+        assert got == want or (math.isnan(got) and math.isnan(want)), (i, got, want)
+        assert fast.ready == generic.ready
+        assert fast.value == generic.value or (math.isnan(fast.value) and math.isnan(generic.value))

@@ -276,3 +276,50 @@ def test_ml_probability_loads_its_model_by_import_path() -> None:
 def test_ml_probability_without_a_model_is_refused() -> None:
     with pytest.raises(ValueError, match="needs a model"):
         load_strategy("ml")
+
+
+class _Hooks(Strategy[StrategyConfig]):
+    """Answers each hook as told: raise, a non-intent, intents (a generator), or None."""
+
+    name = "hooks"
+    answer: Any = None
+
+    def _answer(self, ctx: Any) -> Any:
+        answer = type(self).answer
+        if isinstance(answer, Exception):
+            raise answer
+        if answer == "intents":
+            return (self.intent("EURUSD", 1, ctx) for _ in range(2))
+        return answer
+
+    def on_bar(self, bar: Bar, ctx: Any, **kwargs: Any) -> Any:
+        return self._answer(ctx)
+
+    def on_tick(self, tick: Any, ctx: Any, **kwargs: Any) -> Any:
+        return self._answer(ctx)
+
+    def on_signal(self, signal: Any, ctx: Any, **kwargs: Any) -> Any:
+        return self._answer(ctx)
+
+
+@pytest.mark.parametrize("answer", [None, "intents", ["buy!"], RuntimeError("bug"), KeyError("k")])
+def test_safe_wrapper_hooks_answer_as_its_generic_run_does(answer: Any) -> None:
+    """`on_bar`/`on_tick` (inline, they run per event) give what `_run(hook, ...)` gives: the same intents,
+    failures, last error and disabling."""
+    _Hooks.answer = answer
+    tick = Tick(feed="F", symbol="EURUSD", time_msc=1, bid=1, ask=2)
+    for hook, event in (("on_bar", bar(1.0)), ("on_tick", tick)):
+        fast, generic = (
+            SafeStrategy(_Hooks(StrategyConfig()), max_failures=2),
+            SafeStrategy(_Hooks(StrategyConfig()), max_failures=2),
+        )
+        for _ in range(3):
+            got = getattr(fast, hook)(event, Ctx())
+            want = generic._run(hook, event, Ctx())
+            assert got == want
+            assert isinstance(got, list)
+            assert (fast.failures, fast.last_error, fast.enabled) == (
+                generic.failures,
+                generic.last_error,
+                generic.enabled,
+            )

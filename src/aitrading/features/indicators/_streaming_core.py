@@ -136,6 +136,15 @@ class SMA(RealIndicator):
         total = self._sum.push(x)
         return None if total is None else total / self.timeperiod
 
+    def update(self, real: float) -> float:
+        """`RealIndicator.update`, shortened once the window is full (strategies call it per tick)."""
+        if self._ready:  # the same arithmetic as `_step`, without the calls around it
+            total = self._sum.push(float(real))
+            if total is not None:  # always, once full
+                self._value = out = total / self.timeperiod
+                return out
+        return super().update(real)
+
 
 class EMA(RealIndicator):
     """Exponential moving average, seeded with the SMA of the first `timeperiod` values."""
@@ -163,6 +172,15 @@ class EMA(RealIndicator):
             return None
         self._prev /= period
         return self._prev
+
+    def update(self, real: float) -> float:
+        """`RealIndicator.update`, shortened after the seed (strategies call it per tick): `_step`'s
+        arithmetic (`ema_step`) inlined."""
+        if self._count >= self.timeperiod > 1:
+            prev = self._prev
+            self._prev = self._value = out = (float(real) - prev) * self._k + prev
+            return out
+        return super().update(real)
 
 
 class WMA(RealIndicator):
