@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -42,7 +43,7 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 BARS_FILE = DATA / "backtestingpy_EURUSD_H1_2017-2018.csv"
 TICKS_FILE = DATA / "histdata_EURUSD_T_20200130-31.csv.gz"
 
-console = Console(width=120)
+console = Console(width=160)  # the whole table, also when piped
 
 
 def looped_bars(n: int) -> list[Bar]:
@@ -76,19 +77,59 @@ def _pct(values: Any, q: float) -> float:
 
 async def ours(data: list[Any], strategy: str, params: dict[str, str], *, ticks: bool) -> dict[str, float]:
     async with Backtest(BacktestConfig(symbol="EURUSD"), [load_strategy(strategy, params)]) as bt:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         if ticks:
             await bt.run_ticks(data)
         else:
             await bt.run_bars(data)
-        elapsed = time.perf_counter() - t0
+        elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
         return {
             "rate": len(data) / elapsed,
             "seconds": elapsed,
+            "cpu": cpu,
             "orders": bt.decision.counters["orders"],
             "p50_us": _pct(bt.latency_ns, 0.50),
             "p99_us": _pct(bt.latency_ns, 0.99),
         }
+
+
+async def _cpu_run(
+    data: list[Any], params: dict[str, str], *, ticks: bool, market: bool
+) -> tuple[float, int]:
+    """CPU seconds and orders of one of our runs; `market=False` stubs out the engine's and the venue's
+    quote handling (what is left: the driver, the strategy and the decision engine)."""
+    strategy = "ema_cross" if ticks else "sma_cross"
+    async with Backtest(BacktestConfig(symbol="EURUSD"), [load_strategy(strategy, params)]) as bt:
+        if not market:
+
+            async def ignore(tick: Tick) -> None:
+                return None
+
+            bt.engine.on_tick = ignore  # type: ignore[method-assign]
+            bt.venue.on_tick = ignore  # type: ignore[method-assign]
+        c0 = time.process_time()
+        await (bt.run_ticks(data) if ticks else bt.run_bars(data))
+        return time.process_time() - c0, bt.decision.counters["orders"]
+
+
+def breakdown(data: list[Any], *, ticks: bool) -> dict[str, float]:
+    """Our CPU µs per event split into the driver + strategy + decision, the quote path (engine and
+    terminal, a position open), and the orders: the full run, a run whose averages (3000/6000) almost never
+    cross, and that run with the engine's and venue's quote handling stubbed out."""
+    params = {"fast": "50", "slow": "200"} if ticks else {"fast": "10", "slow": "20"}
+    quiet = {"fast": "3000", "slow": "6000"}
+    full, orders = asyncio.run(_cpu_run(data, params, ticks=ticks, market=True))
+    calm, calm_orders = asyncio.run(_cpu_run(data, quiet, ticks=ticks, market=True))
+    bare, _ = asyncio.run(_cpu_run(data, quiet, ticks=ticks, market=False))
+    n = len(data)
+    per_order = (full - calm) / max(1, orders - calm_orders)
+    return {
+        "driver+strategy+decision": bare / n * 1e6,
+        "quotes (engine+terminal)": (calm - bare) / n * 1e6,
+        "orders": (full - calm) / n * 1e6,
+        "per order": per_order * 1e6,
+        "total": full / n * 1e6,
+    }
 
 
 def backtesting_py(bars: list[Bar]) -> dict[str, float]:
@@ -120,10 +161,10 @@ def backtesting_py(bars: list[Bar]) -> dict[str, float]:
         index=pd.to_datetime([b.time for b in bars], unit="s"),
     )
     bt = BpBacktest(df, SmaCross, cash=10_000_000_000, commission=0.0, exclusive_orders=True)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     stats = bt.run()
-    elapsed = time.perf_counter() - t0
-    return {"rate": len(bars) / elapsed, "seconds": elapsed, "orders": float(len(stats._trades))}
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {"rate": len(bars) / elapsed, "seconds": elapsed, "cpu": cpu, "orders": float(len(stats._trades))}
 
 
 def nautilus(bars: list[Bar] | None, ticks: list[Tick] | None) -> dict[str, float]:
@@ -190,12 +231,12 @@ def nautilus(bars: list[Bar] | None, ticks: list[Tick] | None) -> dict[str, floa
     # Its EMACross example skips single-price bars, so 1-tick bars never trade: on ticks we run the same
     # cross written on its quote-tick hook (`_nautilus_tick_strategy`), EMAs of the mid like ours.
     engine.add_strategy(EMACross(config=config) if bars is not None else _nautilus_tick_strategy(config))
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     engine.run()
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
     orders = float(len(engine.cache.orders()))
     engine.dispose()
-    return {"rate": n / elapsed, "seconds": elapsed, "orders": orders}
+    return {"rate": n / elapsed, "seconds": elapsed, "cpu": cpu, "orders": orders}
 
 
 def _nautilus_tick_strategy(config: Any) -> Any:
@@ -250,16 +291,72 @@ def _try(fn: Callable[[], dict[str, float]]) -> dict[str, float] | str:
         return f"not measured: {type(exc).__name__}: {str(exc)[:120]}"
 
 
-def main(bars: int = 100_000, ticks: int = 500_000, peers: bool = True) -> dict[str, Any]:
+def versus_best_peer(name: str, results: dict[str, Any]) -> dict[str, Any] | None:
+    """Our row `name` against the fastest peer measured on the same data (bars or ticks): our events/s over
+    theirs by wall time, and their process CPU seconds over ours (same events: the CPU ratio is the rate
+    ratio a quiet machine would show). None when no peer was measured."""
+    unit = name.rsplit(maxsplit=1)[-1]
+    peers = {
+        k: r
+        for k, r in results.items()
+        if k.endswith(unit) and not k.startswith("ours ") and isinstance(r, dict)
+    }
+    if not peers:
+        return None
+    best = max(peers, key=lambda k: peers[k]["rate"])
+    ours, peer = results[name], peers[best]
+    by_cpu = (peer["cpu"] / ours["cpu"]) if ours["cpu"] > 0 and peer["cpu"] > 0 else None
+    return {"peer": best.rsplit(" ", 1)[0], "by_rate": ours["rate"] / peer["rate"], "by_cpu": by_cpu}
+
+
+def _table(results: dict[str, Any]) -> Table:
+    table = Table(title="backtest throughput (same data, same run)")
+    columns = ("contender", "events/s", "seconds", "CPU s", "orders/trades", "vs best peer", "by CPU")
+    for col in (*columns, "decision p50 µs", "decision p99 µs"):
+        table.add_column(col, justify="right" if col != "contender" else "left")
+    for name, r in results.items():
+        if isinstance(r, str):  # the reason is printed under the table: a long one would squeeze the columns
+            table.add_row(name, "not measured", "", "", "", "", "", "", "")
+            continue
+        vs = versus_best_peer(name, results) if name.startswith("ours ") else None
+        ratio = ("", "")
+        if vs:
+            by_cpu = "" if vs["by_cpu"] is None else f"{vs['by_cpu']:.2f}x"
+            ratio = (f"{vs['by_rate']:.2f}x {vs['peer']}", by_cpu)
+        if name.startswith("ours ") and vs is None:
+            ratio = ("no peer measured", "")
+        table.add_row(
+            name,
+            f"{r['rate']:,.0f} {'ticks' if 'ticks' in name else 'bars'}/s",
+            f"{r['seconds']:.1f}",
+            f"{r['cpu']:.1f}",
+            f"{r['orders']:,.0f}",
+            *ratio,
+            f"{r['p50_us']:.1f}" if "p50_us" in r else "",
+            f"{r['p99_us']:.1f}" if "p99_us" in r else "",
+        )
+    return table
+
+
+def main(
+    bars: int = 100_000,
+    ticks: int = 500_000,
+    peers: bool = True,
+    split: bool = False,
+    json_out: bool = False,
+) -> dict[str, Any]:
+    """Measure, print a table (or, with `json_out`, the figures as JSON) and return the figures."""
     if not BARS_FILE.is_file() or not TICKS_FILE.is_file():
         console.print(f"[yellow]market data not found in {DATA}; nothing to measure[/]")
         return {}
     bar_data = looped_bars(bars)
     tick_data = looped_ticks(ticks)
-    console.print(
+    data_line = (
         f"data: {len(bar_data):,} EURUSD H1 bars ({BARS_FILE.name} x{len(bar_data) / 5000:.1f}), "
         f"{len(tick_data):,} EURUSD ticks ({TICKS_FILE.name} x{len(tick_data) / 99_308:.1f})"
     )
+    if not json_out:
+        console.print(data_line)
     results: dict[str, Any] = {
         "ours bars": asyncio.run(ours(bar_data, "sma_cross", {"fast": "10", "slow": "20"}, ticks=False)),
         "ours ticks": asyncio.run(ours(tick_data, "ema_cross", {"fast": "50", "slow": "200"}, ticks=True)),
@@ -268,22 +365,28 @@ def main(bars: int = 100_000, ticks: int = 500_000, peers: bool = True) -> dict[
         results["backtesting.py bars"] = _try(lambda: backtesting_py(bar_data))
         results["nautilus bars"] = _try(lambda: nautilus(bar_data, None))
         results["nautilus ticks"] = _try(lambda: nautilus(None, tick_data))
-    table = Table(title="backtest throughput (same data, same run)")
-    for col in ("contender", "events/s", "seconds", "orders/trades", "decision p50 µs", "decision p99 µs"):
-        table.add_column(col, justify="right" if col != "contender" else "left")
+    ratios = {name: versus_best_peer(name, results) for name in ("ours bars", "ours ticks")}
+    keys = ("driver+strategy+decision", "quotes (engine+terminal)", "orders", "total")
+    parts = {}
+    if split:
+        parts = {
+            name: breakdown(data, ticks=is_ticks)
+            for name, data, is_ticks in (("bars", bar_data, False), ("ticks", tick_data, True))
+        }
+    if json_out:
+        print(json.dumps({"data": data_line, "results": results, "vs_best_peer": ratios, "by_part": parts}))
+        return results
+    console.print(_table(results))
     for name, r in results.items():
         if isinstance(r, str):
-            table.add_row(name, r, "", "", "", "")
-            continue
-        table.add_row(
-            name,
-            f"{r['rate']:,.0f} {'ticks' if 'ticks' in name else 'bars'}/s",
-            f"{r['seconds']:.1f}",
-            f"{r['orders']:,.0f}",
-            f"{r['p50_us']:.1f}" if "p50_us" in r else "",
-            f"{r['p99_us']:.1f}" if "p99_us" in r else "",
-        )
-    console.print(table)
+            console.print(f"[yellow]{name}: {r}[/]")
+    if parts:
+        table = Table(title="ours: CPU µs per event, by part (see `breakdown`)")
+        for col in ("run", *keys, "per order"):
+            table.add_column(col, justify="right" if col != "run" else "left")
+        for name, b in parts.items():
+            table.add_row(name, *(f"{b[k]:.1f}" for k in keys), f"{b['per order']:.0f}")
+        console.print(table)
     return results
 
 
@@ -292,5 +395,7 @@ if __name__ == "__main__":
     parser.add_argument("--bars", type=int, default=100_000)
     parser.add_argument("--ticks", type=int, default=500_000)
     parser.add_argument("--no-peers", action="store_true")
+    parser.add_argument("--split", action="store_true", help="also split our CPU time per event by part")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
-    main(bars=args.bars, ticks=args.ticks, peers=not args.no_peers)
+    main(bars=args.bars, ticks=args.ticks, peers=not args.no_peers, split=args.split, json_out=args.json)

@@ -236,9 +236,13 @@ def bench_backtest(
     bars: Annotated[int, typer.Option(help="Bars for the SMA cross")] = 100_000,
     ticks: Annotated[int, typer.Option(help="Real ticks for the EMA 50/200 (files looped)")] = 500_000,
     peers: Annotated[bool, typer.Option(help="Also measure backtesting.py and NautilusTrader")] = True,
+    split: Annotated[
+        bool, typer.Option(help="Also split our CPU µs per event: driver+strategy+decision, quotes, orders")
+    ] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the figures as JSON")] = False,
 ) -> None:
     """Bars/s and ticks/s of the backtester beside backtesting.py and NautilusTrader; decision latency."""
-    _bench("bench_backtest").main(bars=bars, ticks=ticks, peers=peers)
+    _bench("bench_backtest").main(bars=bars, ticks=ticks, peers=peers, split=split, json_out=json_out)
 
 
 @bench_app.command("decision")
