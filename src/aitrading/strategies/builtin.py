@@ -9,6 +9,7 @@ Prices go into the indicators as floats: indicators are statistics, not money; o
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from typing import Any, Final, Literal
 
 from aitrading.features.indicators import streaming
@@ -35,8 +36,8 @@ def mid_price(tick: Tick) -> float:
     return (tick.bid + tick.ask) / _TWO_SCALES
 
 
-class _PriceStrategy(Strategy[Any]):
-    """Feeds one price per event to `_on_price` and turns a changed target into an intent."""
+class _PriceStrategy(Strategy[Any], ABC):
+    """One price per event (a bar's close, a tick's mid) of the configured symbol into `_decide`."""
 
     def __init__(self, config: Any, *, strategy_id: str = "") -> None:
         super().__init__(config, strategy_id=strategy_id)
@@ -54,6 +55,14 @@ class _PriceStrategy(Strategy[Any]):
             return None
         return self._decide(symbol, (tick.bid + tick.ask) / _TWO_SCALES, ctx)  # `mid_price`, inline
 
+    @abstractmethod
+    def _decide(self, symbol: str, price: float, ctx: StrategyContext) -> Intents:
+        """The intents after this price: one when the wanted position changes, else None."""
+
+
+class _IndicatorStrategy(_PriceStrategy):
+    """Asks `_on_price` for the wanted target and turns a changed target into an intent."""
+
     def _decide(self, symbol: str, price: float, ctx: StrategyContext) -> Intents:
         target = self._on_price(price)
         if target is None or target == self._target:
@@ -61,9 +70,9 @@ class _PriceStrategy(Strategy[Any]):
         self._target = target
         return (self.intent(symbol, target, ctx, reason=self._why(target), features=self._features(price)),)
 
+    @abstractmethod
     def _on_price(self, price: float) -> int | None:
         """Return the wanted target after this price, or None to keep the current one."""
-        raise NotImplementedError
 
     def _why(self, target: int) -> str:
         return {LONG: "long", SHORT: "short", FLAT: "flat"}[target]
@@ -85,7 +94,7 @@ class MACrossConfig(StrategyConfig, frozen=True, kw_only=True):
             raise ValueError(f"need 2 <= fast < slow, got fast={self.fast} slow={self.slow}")
 
 
-class MACross(_PriceStrategy):
+class MACross(_IndicatorStrategy):
     """Long when the fast average crosses above the slow one, short when it crosses below (always in).
 
     A cross is backtesting.py's `crossover`: fast < slow on the previous price and fast > slow on this one.
@@ -129,7 +138,7 @@ class RSIConfig(StrategyConfig, frozen=True, kw_only=True):
             raise ValueError("need 0 < lower < exit < upper < 100")
 
 
-class RSIReversion(_PriceStrategy):
+class RSIReversion(_IndicatorStrategy):
     """Mean reversion: long when oversold, short when overbought, flat when RSI gets back to `exit`."""
 
     name = "rsi_reversion"
@@ -168,7 +177,7 @@ class BollingerConfig(StrategyConfig, frozen=True, kw_only=True):
             raise ValueError("need period >= 2 and nbdev > 0")
 
 
-class BollingerBreakout(_PriceStrategy):
+class BollingerBreakout(_IndicatorStrategy):
     """Breakout: long on a close above the upper band, short below the lower, flat back at the middle."""
 
     name = "bollinger_breakout"

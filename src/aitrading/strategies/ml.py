@@ -277,6 +277,3 @@ class MLProbability(_PriceStrategy):
                 model_versions={self.id: self.model.version},
             ),
         )
-
-    def _on_price(self, price: float) -> int | None:  # pragma: no cover - `_decide` is overridden
-        raise NotImplementedError
