@@ -433,11 +433,6 @@ class AccountBook:
         mark = marks[ident] = profit_fn.plan(position)
         return mark
 
-    def remargin(self, margin_of: Callable[[Position], Decimal]) -> None:
-        """Recompute the used margin from the open positions with `margin_of`."""
-        total = sum((margin_of(p) for p in self.positions.values()), _ZERO)
-        self.state = self.state.updated(margin=total, floating=self._floating())
-
     def adopt(self, state: AccountState, positions: Mapping[int, Position]) -> None:
         """Take the terminal's account state and positions as the books' own (after reconciliation)."""
         self.state = state
