@@ -14,10 +14,19 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+from hypothesis import settings
 
 from aitrading.storage.ticks import ChDBTickStore
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+# Property tests: no deadline anywhere (a per-example time limit is a wall-clock assertion, and a loaded
+# machine turns it into a flaky failure). Under CI the examples are derandomized (drawn from a seed fixed
+# per test), so a CI run tries exactly the examples a local `CI=true` run tried; elsewhere every run draws
+# new examples and keeps finding what a fixed set would miss. HYPOTHESIS_PROFILE picks either by name.
+settings.register_profile("dev", deadline=None)
+settings.register_profile("ci", deadline=None, derandomize=True, database=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if IN_CI else "dev"))
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 POSTGRES_URL = os.environ.get(
