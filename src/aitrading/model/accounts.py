@@ -134,9 +134,7 @@ class AccountState(msgspec.Struct, frozen=True, kw_only=True):
         margin_q = Decimal(margin).quantize(quantum, rounding=ROUND_HALF_UP)
         if margin_q < 0:
             raise ValueError(f"margin must not be negative, got {margin_q}")
-        equity = balance_q + credit_q + floating_q
-        level = None if margin_q == 0 else _margin_level(equity, margin_q)
-        state = cls(
+        state = cls.of_quantized(
             login=login,
             server=server,
             currency=currency,
@@ -145,14 +143,49 @@ class AccountState(msgspec.Struct, frozen=True, kw_only=True):
             margin_mode=margin_mode,
             balance=balance_q,
             credit=credit_q,
-            profit=floating_q,
-            equity=equity,
+            floating=floating_q,
             margin=margin_q,
-            margin_free=equity - margin_q,
-            margin_level=level,
         )
         _remember(state)
         return state
+
+    @classmethod
+    def of_quantized(
+        cls,
+        *,
+        login: int,
+        server: str,
+        currency: str,
+        digits: int,
+        leverage: int,
+        margin_mode: MarginMode,
+        balance: Decimal,
+        credit: Decimal,
+        floating: Decimal,
+        margin: Decimal,
+        margin_level: Decimal | None = None,
+    ) -> AccountState:
+        """`of` on inputs already quantized to `digits` (it would return them unchanged): the derived fields
+        only. A caller that has the margin level worked out otherwise (on integers) passes it; it must equal
+        `of`'s, and is None exactly when the margin is zero."""
+        equity = balance + credit + floating
+        if margin_level is None and margin:
+            margin_level = _margin_level(equity, margin)
+        return cls(
+            login=login,
+            server=server,
+            currency=currency,
+            digits=digits,
+            leverage=leverage,
+            margin_mode=margin_mode,
+            balance=balance,
+            credit=credit,
+            profit=floating,
+            equity=equity,
+            margin=margin,
+            margin_free=equity - margin,
+            margin_level=margin_level,
+        )
 
     def updated(
         self,
@@ -174,11 +207,7 @@ class AccountState(msgspec.Struct, frozen=True, kw_only=True):
             # Only the floating result changed (every marked quote) and `of` built this state, so its
             # balance, credit and margin are already quantized: `of` would return them unchanged.
             digits = self.digits
-            quantum = _QUANTA[digits]
-            floating_q = Decimal(floating).quantize(quantum, rounding=ROUND_HALF_UP)
-            margin_q = self.margin
-            equity = self.balance + self.credit + floating_q
-            state = AccountState(
+            state = AccountState.of_quantized(
                 login=self.login,
                 server=self.server,
                 currency=self.currency,
@@ -187,11 +216,8 @@ class AccountState(msgspec.Struct, frozen=True, kw_only=True):
                 margin_mode=self.margin_mode,
                 balance=self.balance,
                 credit=self.credit,
-                profit=floating_q,
-                equity=equity,
-                margin=margin_q,
-                margin_free=equity - margin_q,
-                margin_level=None if margin_q == 0 else _margin_level(equity, margin_q),
+                floating=Decimal(floating).quantize(_QUANTA[digits], rounding=ROUND_HALF_UP),
+                margin=self.margin,
             )
             _remember(state)
             return state

@@ -103,3 +103,46 @@ def test_money_decimal_is_the_scaled_decimal() -> None:
         assert got == want
         assert str(got) == str(want)
         assert money_decimal(units, digits) is got  # remembered
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    balance=money_st,
+    credit=money_st,
+    floating=money_st,
+    margin=money_st,
+    digits=st.sampled_from([0, 2, 3, 8]),
+)
+def test_of_quantized_is_of_on_amounts_already_quantized(
+    balance: Decimal, credit: Decimal, floating: Decimal, margin: Decimal, digits: int
+) -> None:
+    full = AccountState.of(
+        login=7,
+        currency="USD",
+        leverage=100,
+        margin_mode=MarginMode.RETAIL_NETTING,
+        balance=balance,
+        credit=credit,
+        floating=floating,
+        margin=abs(margin),
+        digits=digits,
+    )
+
+    def derived(level: Decimal | None) -> AccountState:
+        return AccountState.of_quantized(
+            login=7,
+            server="",
+            currency="USD",
+            digits=digits,
+            leverage=100,
+            margin_mode=MarginMode.RETAIL_NETTING,
+            balance=full.balance,
+            credit=full.credit,
+            floating=full.profit,
+            margin=full.margin,
+            margin_level=level,
+        )
+
+    assert _enc.encode(derived(None)) == _enc.encode(full)
+    # a level worked out elsewhere (the terminal's, on integers) is taken as given
+    assert _enc.encode(derived(full.margin_level)) == _enc.encode(full)

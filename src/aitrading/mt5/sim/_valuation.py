@@ -239,27 +239,25 @@ class Valuation:
                 margin=margin,
                 digits=a.currency_digits,
             )
-        # `AccountState.of` on amounts it would quantize to themselves (each is a whole number of minor
-        # units, to the currency's digits): the same sums, and the margin level as `level_at_most` finds it
-        # (`accounts._margin_level` on the minor units, whose quantum cancels).
-        equity = balance + credit + floating
+        # Each amount is a whole number of minor units (to the currency's digits), so `of` would return them
+        # unchanged; the margin level as `level_at_most` finds it (`accounts._margin_level` on the minor
+        # units, whose quantum cancels).
         level = None
         if margin_minor:
             level = decimal_from_scaled(
                 div_half_away(equity_minor * 100 * _LEVEL_UNITS, margin_minor), MARGIN_LEVEL_DIGITS
             )
-        return AccountState(
+        return AccountState.of_quantized(
             login=a.login,
+            server="",
             currency=a.currency,
             digits=a.currency_digits,
             leverage=a.leverage,
             margin_mode=self._mode,
             balance=balance,
             credit=credit,
-            profit=floating,
-            equity=equity,
+            floating=floating,
             margin=margin,
-            margin_free=equity - margin,
             margin_level=level,
         )
 
